@@ -1,0 +1,118 @@
+"""Stage 6, build: compile a shape-checked graph to a torch.fx GraphModule.
+
+The generated forward takes the net's input blobs as keyword arguments and returns a dict of the net's
+output blobs (plus every top that carries a loss weight). Submodules are named after layers, so the
+parameters read `conv1.weight`, `conv1.bias` as in a Caffe model. `print(net.code)` shows the forward.
+"""
+from __future__ import annotations
+
+import keyword
+import operator
+import re
+
+import torch
+import torch.fx as fx
+import torch.nn as nn
+
+from .graph import Graph
+from .infer import NetInfo
+
+
+def module_name(layer_name: str) -> str:
+    """A layer name as a submodule name: dots would read as nesting, so they become underscores."""
+    return layer_name.replace(".", "_")
+
+
+def _identifier(name: str, used: set) -> str:
+    base = re.sub(r"\W", "_", name)
+    if not base or base[0].isdigit() or keyword.iskeyword(base):
+        base = "b_" + base
+    candidate, k = base, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{base}_{k}"
+    used.add(candidate)
+    return candidate
+
+
+def compile_graph(graph: Graph, info: NetInfo, share_with: nn.Module | None = None) -> fx.GraphModule:
+    """Build the PyTorch module of a graph. With `share_with` (another compiled net, e.g. the TRAIN net
+    when compiling the TEST net), parameters and statistics of equally named layers are shared, as
+    Caffe's test net shares the train net's blobs."""
+    root = nn.Module()
+    fx_graph = fx.Graph()
+    env, used = {}, set()
+    input_names = {}
+    for blob in graph.inputs:
+        input_names[blob] = _identifier(blob, used)
+        env[blob] = fx_graph.placeholder(input_names[blob])
+    owners = {}  # ParamSpec name -> Parameter
+    lr = {}
+    for spec in graph.layers:
+        if spec.impl.is_source:
+            continue
+        row = info.row(spec.name)
+        module = spec.impl.build(row.in_shapes)
+        name = module_name(spec.name)
+        root.add_module(name, module)
+        _bind_params(spec, module, name, owners, lr)
+        if share_with is not None and hasattr(share_with, name):
+            _share(module, getattr(share_with, name))
+        node = fx_graph.call_module(name, tuple(env[b] for b in spec.bottoms))
+        if len(spec.tops) == 1:
+            env[spec.tops[0]] = node
+        else:
+            for j, top in enumerate(spec.tops):
+                env[top] = fx_graph.call_function(operator.getitem, (node, j))
+    loss_weights = {top: w for spec in graph.layers for top, w in zip(spec.tops, spec.loss_weights) if w}
+    outputs = list(dict.fromkeys(graph.outputs + list(loss_weights)))
+    fx_graph.output({blob: env[blob] for blob in outputs if blob in env})
+    net = fx.GraphModule(root, fx_graph, class_name=re.sub(r"\W", "_", graph.name) or "Net")
+    net.input_names = input_names
+    net.loss_weights = loss_weights
+    net.param_lr = lr  # parameter qualified name -> (lr_mult, decay_mult)
+    net.phase = graph.state.phase
+    net.train(graph.state.phase == "TRAIN")
+    return net
+
+
+def _bind_params(spec, module, name, owners, lr):
+    """Apply `param:` entries: shared names reuse the first owner's tensor; lr_mult/decay_mult recorded."""
+    for index, blob in enumerate(spec.impl.blobs):
+        tensor = getattr(module, blob, None)
+        if not isinstance(tensor, nn.Parameter):
+            continue
+        param_spec = spec.param_specs[index]
+        share = param_spec["name"]
+        if share and share in owners:
+            setattr(module, blob, owners[share])
+            continue
+        if share:
+            owners[share] = tensor
+        if param_spec["lr_mult"] == 0:
+            tensor.requires_grad_(False)
+        lr[f"{name}.{blob}"] = (param_spec["lr_mult"], param_spec["decay_mult"])
+
+
+def _share(module: nn.Module, owner: nn.Module):
+    if type(module) is not type(owner):
+        return
+    for sub_name, sub in module.named_modules():
+        other = owner.get_submodule(sub_name) if sub_name else owner
+        for key, value in list(sub._parameters.items()):
+            mine = other._parameters.get(key)
+            if value is not None and mine is not None and mine.shape == value.shape:
+                sub._parameters[key] = mine
+        for key, value in list(sub._buffers.items()):
+            mine = other._buffers.get(key)
+            if value is not None and mine is not None and mine.shape == value.shape:
+                sub._buffers[key] = mine
+
+
+def weighted_loss(outputs: dict, loss_weights: dict) -> torch.Tensor:
+    """The net's loss: every loss top times its loss_weight, summed (Caffe's Net::ForwardBackward)."""
+    total = None
+    for blob, weight in loss_weights.items():
+        term = outputs[blob].sum() * weight if weight != 1 else outputs[blob].sum()
+        total = term if total is None else total + term
+    return total

@@ -1,0 +1,1 @@
+"""One module per `netdef` command (see netdef/cli.py)."""

@@ -1,0 +1,58 @@
+"""Validate net and solver files and infer every shape; prints one line per file, or every problem
+found (FILE:LINE:COL: ...) and exits with status 2."""
+from pathlib import Path
+
+from .. import summarize
+from ..errors import NetdefError, Problem
+from ..load import load_yaml
+
+
+def add_arguments(parser):
+    parser.add_argument("files", nargs="+", help="net or solver files")
+
+
+def is_solver(path) -> bool:
+    data, _ = load_yaml(path)
+    return isinstance(data, dict) and "layers" not in data and any(k in data for k in ("net", "train_net", "base_lr"))
+
+
+def net_phases(path):
+    """Summaries of the TRAIN and TEST phases that hold layers."""
+    infos = []
+    for phase in ("TRAIN", "TEST"):
+        info = summarize(path, phase=phase)
+        if info.layers:
+            infos.append(info)
+    return infos
+
+
+def check_net(path) -> str:
+    infos = net_phases(path)
+    parts = [f"{info.graph.state.phase}: {len(info.layers)} layers, {info.total_params:,} params, "
+             f"{info.total_macs:,} MACs" for info in infos]
+    return f"{path}: ok ({'; '.join(parts)})"
+
+
+def check_solver(path) -> str:
+    from ..solverconf import load_solver
+    solver = load_solver(path)
+    nets = [solver.net or solver.train_net] + list(solver.test_net or [])
+    for net in nets:
+        target = solver.resolve(net)
+        if not Path(target).exists():
+            raise NetdefError(Problem(f"net file not found: {net}", solver.origin.pos(("net",)),
+                                      expected=f"a file at {target}"))
+        net_phases(target)
+    return f"{path}: ok (solver {solver.type}, lr_policy {solver.lr_policy}, {solver.max_iter} iterations, net {nets[0]})"
+
+
+def run(args) -> int:
+    problems = []
+    for path in args.files:
+        try:
+            print(check_solver(path) if is_solver(path) else check_net(path))
+        except NetdefError as exc:
+            problems += exc.problems
+    if problems:
+        raise NetdefError(problems)
+    return 0

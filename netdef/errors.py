@@ -1,0 +1,98 @@
+"""One error type for every problem a user can cause, printed as FILE:LINE:COL: ..."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+MAX_REPORTED = 50
+
+
+@dataclass(frozen=True, order=True)
+class Pos:
+    """A 1-based position in a source file."""
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass
+class Problem:
+    """One thing wrong with the user's input, with everything needed to explain it."""
+    message: str
+    pos: Pos | None = None
+    layer: str | None = None
+    layer_type: str | None = None
+    expected: str | None = None
+    found: str | None = None
+    hint: str | None = None
+    # Block instances the offending layer was expanded from, innermost first: (block, instance, pos).
+    via: tuple = field(default=())
+
+    def __str__(self) -> str:
+        where = f"{self.pos}: " if self.pos else ""
+        who = ""
+        if self.layer is not None:
+            who = f"layer '{self.layer}'" + (f" ({self.layer_type})" if self.layer_type else "") + ": "
+        text = where + who + self.message
+        detail = [part for part in (f"expected {self.expected}" if self.expected else None,
+                                    f"found {self.found}" if self.found else None) if part]
+        if detail:
+            text += " (" + ", ".join(detail) + ")"
+        if self.hint:
+            text += f"; {self.hint}"
+        for block, instance, instance_pos in self.via:
+            text += f"\n    in block '{block}', instance '{instance}' at {instance_pos}"
+        return text
+
+    def sort_key(self):
+        return (self.pos or Pos("", 0, 0), self.message)
+
+
+class NetdefError(Exception):
+    """Bad input: one or more problems. The CLI prints them and exits with status 2."""
+
+    def __init__(self, problems):
+        if isinstance(problems, (Problem, str)):
+            problems = [problems]
+        self.problems = [p if isinstance(p, Problem) else Problem(p) for p in problems]
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        unique = []
+        seen = set()
+        for problem in sorted(self.problems, key=Problem.sort_key):
+            text = str(problem)
+            key = (problem.pos, problem.message)
+            if key not in seen:
+                seen.add(key)
+                unique.append(text)
+        shown = unique[:MAX_REPORTED]
+        if len(unique) > MAX_REPORTED:
+            shown.append(f"... and {len(unique) - MAX_REPORTED} more problems")
+        return "\n".join(shown)
+
+
+def did_you_mean(word, candidates) -> str | None:
+    """A 'did you mean' hint for a misspelt key, type or blob name, or None when nothing is close."""
+    matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)
+    if not matches:
+        return None
+    return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
+
+
+def show(value) -> str:
+    """A value as the user wrote it, for 'found ...' texts."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return str(value)

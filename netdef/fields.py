@@ -1,0 +1,125 @@
+"""Typed parameter fields: each carries its default, its constraint and its one-line doc.
+
+Layer classes declare their Caffe parameter blocks as tables of these fields; the JSON Schema, the
+defaults and the README's field lists are all derived from the same tables.
+"""
+from __future__ import annotations
+
+import copy
+
+# A value written as a block template, e.g. "${mid * 4}", is only legal inside block definitions.
+TEMPLATE = {"type": "string", "pattern": r"^\$\{.*\}$"}
+
+_JSON_TYPES = {"int": "integer", "float": "number", "bool": "boolean", "str": "string"}
+
+
+class Field:
+    """One parameter: `kind` is int, float, bool, str, enum or block (a nested table of fields)."""
+
+    def __init__(self, kind, default=None, doc="", *, required=False, minimum=None, maximum=None,
+                 exclusive_minimum=None, choices=None, repeated=False, fields=None, list_of=False):
+        self.kind = kind
+        self.default = default
+        self.doc = doc
+        self.required = required
+        self.minimum = minimum
+        self.maximum = maximum
+        self.exclusive_minimum = exclusive_minimum
+        self.choices = tuple(choices) if choices else None
+        self.repeated = repeated  # Caffe `repeated`: one value or a list; normalised to a list
+        self.fields = fields  # for kind == "block"
+        self.list_of = list_of  # a list of blocks (Caffe's repeated messages)
+
+    def _scalar_schema(self, templates):
+        if self.kind == "block":
+            schema = block_schema(self.fields, templates)
+        elif self.kind == "enum":
+            schema = {"enum": list(self.choices)}
+        else:
+            schema = {"type": _JSON_TYPES[self.kind]}
+            for keyword, value in (("minimum", self.minimum), ("maximum", self.maximum),
+                                   ("exclusiveMinimum", self.exclusive_minimum)):
+                if value is not None:
+                    schema[keyword] = value
+        if templates and self.kind != "block":
+            schema = {"anyOf": [schema, TEMPLATE]}
+        return schema
+
+    def schema(self, templates=False) -> dict:
+        item = self._scalar_schema(templates)
+        if self.list_of:
+            row = {"type": "array", "items": item} if self.repeated else item
+            schema = {"type": "array", "items": row}
+        elif self.repeated:
+            if templates:
+                schema = {"anyOf": [item, {"type": "array", "items": item}]}
+            else:
+                schema = {**item, "type": [item.get("type", "string"), "array"], "items": item}
+                if self.kind == "enum":
+                    schema = {"anyOf": [item, {"type": "array", "items": item}]}
+        else:
+            schema = dict(item)
+        if self.doc:
+            schema["description"] = self.doc
+        if self.default is not None and self.kind != "block":
+            schema["default"] = self.default
+        return schema
+
+    def value_or_default(self, given):
+        if given is None:
+            if self.kind == "block" and not self.list_of:
+                return apply_defaults(self.fields, self.default or {})
+            if self.repeated or self.list_of:
+                return copy.deepcopy(self.default) if self.default is not None else []
+            return copy.deepcopy(self.default)
+        if self.list_of and self.kind != "block":
+            return given
+        if self.kind == "block":
+            if self.list_of:
+                return [apply_defaults(self.fields, item) for item in given]
+            return apply_defaults(self.fields, given)
+        if self.repeated and not isinstance(given, list):
+            return [given]
+        if self.kind == "float" and isinstance(given, int) and not isinstance(given, bool):
+            return float(given)
+        return given
+
+
+def block_schema(fields: dict, templates=False) -> dict:
+    """A closed JSON Schema object for a table of fields (unknown keys are errors)."""
+    schema = {"type": "object",
+              "properties": {name: f.schema(templates) for name, f in fields.items()},
+              "additionalProperties": False}
+    required = [name for name, f in fields.items() if f.required]
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def apply_defaults(fields: dict, given: dict) -> dict:
+    """The block `given` with every absent field set to its default."""
+    return {name: f.value_or_default(given.get(name)) for name, f in fields.items()}
+
+
+def Int(default=None, doc="", **kw):
+    return Field("int", default, doc, **kw)
+
+
+def Float(default=None, doc="", **kw):
+    return Field("float", default, doc, **kw)
+
+
+def Bool(default=None, doc="", **kw):
+    return Field("bool", default, doc, **kw)
+
+
+def Str(default=None, doc="", **kw):
+    return Field("str", default, doc, **kw)
+
+
+def Enum(choices, default=None, doc="", **kw):
+    return Field("enum", default, doc, choices=choices, **kw)
+
+
+def Block(fields, doc="", default=None, **kw):
+    return Field("block", default, doc, fields=fields, **kw)

@@ -1,0 +1,112 @@
+"""Stage 5, infer: every blob's shape, every layer's parameters, MACs, connections and memory, before
+any tensor exists.
+
+Conventions (stated once): shapes include the batch axis; MACs are multiply-accumulates per sample (one
+fused multiply-add is one MAC; additions, comparisons and nonlinearities are not counted); connections
+are counted as LeCun et al. (1998) count them: for each output element, its inputs plus one for its
+bias; memory is the float32 bytes of a layer's new tops for the whole batch (in-place tops add nothing).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import NetdefError
+from .graph import Graph
+from .layers.base import ShapeError, numel
+
+BYTES_PER_ELEMENT = 4
+
+
+@dataclass
+class LayerInfo:
+    name: str
+    type: str
+    bottoms: list
+    tops: list
+    in_shapes: list
+    shapes: list  # one per top
+    param_shapes: dict  # blob name -> shape (learnable and stored)
+    params: int  # learnable parameter count (shared blobs counted by their owner only)
+    trainable: int  # params whose lr_mult is not 0
+    macs: int  # per sample
+    connections: int  # per sample
+    memory: int  # bytes for the whole batch
+    via: tuple = ()  # block instances this layer came from, innermost first
+
+
+@dataclass
+class NetInfo:
+    graph: Graph
+    layers: list = field(default_factory=list)
+    blob_shapes: dict = field(default_factory=dict)
+
+    @property
+    def total_params(self) -> int:
+        return sum(row.params for row in self.layers)
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(row.trainable for row in self.layers)
+
+    @property
+    def total_macs(self) -> int:
+        return sum(row.macs for row in self.layers)
+
+    @property
+    def total_memory(self) -> int:
+        return sum(row.memory for row in self.layers)
+
+    def row(self, name) -> LayerInfo:
+        return next(r for r in self.layers if r.name == name)
+
+
+def infer(graph: Graph) -> NetInfo:
+    """Shape-propagate a graph; raises NetdefError listing every layer whose inputs do not fit."""
+    info = NetInfo(graph)
+    shapes = info.blob_shapes
+    shared = {}  # ParamSpec name -> (owner layer, shape)
+    problems = []
+    for spec in graph.layers:
+        if any(b not in shapes for b in spec.bottoms):
+            continue  # an upstream layer already failed; do not cascade
+        in_shapes = [shapes[b] for b in spec.bottoms]
+        try:
+            outs = [tuple(int(d) for d in s) for s in spec.impl.infer(in_shapes)]
+            blobs = spec.impl.param_shapes(in_shapes)
+        except ShapeError as exc:
+            problems.append(spec.problem(exc.message, exc.path, expected=exc.expected, found=exc.found))
+            continue
+        for top, shape in zip(spec.tops, outs):
+            if any(d <= 0 for d in shape):
+                problems.append(spec.problem(f"output '{top}' would have shape {list(shape)}", ("top",),
+                                             hint="the input is too small for this kernel/stride"))
+        params = trainable = 0
+        learnable = spec.impl.learnable_blobs(in_shapes)
+        for index, (blob, shape) in enumerate(blobs.items()):
+            share = spec.param_specs[index]["name"] if index < len(spec.param_specs) else None
+            if share:
+                if share in shared:
+                    owner, owner_shape = shared[share]
+                    mode = spec.param_specs[index]["share_mode"]
+                    if (tuple(shape) != tuple(owner_shape) if mode == "STRICT" else numel(shape) != numel(owner_shape)):
+                        problems.append(spec.problem(
+                            f"shared parameter '{share}' does not fit this layer's {blob}", ("param", index),
+                            expected=f"shape {list(owner_shape)} (as in layer '{owner}')", found=f"shape {list(shape)}"))
+                    continue  # counted by its owner
+                shared[share] = (spec.name, shape)
+            if blob in learnable:
+                count = spec.impl.param_count(blob, shape)
+                params += count
+                if spec.param_specs[index]["lr_mult"] != 0:
+                    trainable += count
+        batch = outs[0][0] if outs and outs[0] else 1
+        in_place = set(spec.tops) & set(spec.bottoms)
+        info.layers.append(LayerInfo(
+            spec.name, spec.type, spec.bottoms, spec.tops, in_shapes, outs, blobs, params, trainable,
+            spec.impl.macs(in_shapes, outs) // max(batch, 1), spec.impl.connections(in_shapes, outs) // max(batch, 1),
+            sum(numel(s) for t, s in zip(spec.tops, outs) if t not in in_place) * BYTES_PER_ELEMENT,
+            spec.origin.via))
+        shapes.update(zip(spec.tops, outs))
+    if problems:
+        raise NetdefError(problems)
+    return info

@@ -1,0 +1,127 @@
+"""Fully connected and classification layers: InnerProduct, Softmax, Accuracy, ArgMax."""
+from __future__ import annotations
+
+from ..fields import Bool, Enum, Int
+from ..fillers import FillerField, fill
+from .base import Layer, ShapeError, numel, register
+
+
+def _axis(axis, shape, what="axis", path=()):
+    ndim = len(shape)
+    if not -ndim <= axis < ndim:
+        raise ShapeError(f"'{what}' is out of range for the input", expected=f"{-ndim}..{ndim - 1}",
+                         found=str(axis), path=path)
+    return axis % ndim
+
+
+@register
+class InnerProduct(Layer):
+    """Fully connected: flattens axes >= axis into K, y = x W^T + b with W [num_output, K]."""
+    summary = "fully connected (axis, transpose)"
+    blocks = {"inner_product_param": {
+        "num_output": Int(None, "number of outputs", required=True, minimum=1),
+        "bias_term": Bool(True, "learn a bias"),
+        "weight_filler": FillerField("weight initialisation (default constant 0, as Caffe)"),
+        "bias_filler": FillerField("bias initialisation"),
+        "axis": Int(1, "first axis to flatten into the input vector"),
+        "transpose": Bool(False, "store W as [K, num_output]"),
+    }}
+    blobs = ("weight", "bias")
+    kind = "ip"
+
+    def _k(self, shape):
+        axis = _axis(self.p["axis"], shape, path=("inner_product_param", "axis"))
+        return axis, numel(shape[axis:])
+
+    def infer(self, shapes):
+        axis, _ = self._k(shapes[0])
+        return [tuple(shapes[0][:axis]) + (self.p["num_output"],)]
+
+    def param_shapes(self, shapes):
+        _, k = self._k(shapes[0])
+        n = self.p["num_output"]
+        weight = (k, n) if self.p["transpose"] else (n, k)
+        return {"weight": weight, "bias": (n,)} if self.p["bias_term"] else {"weight": weight}
+
+    def learnable_blobs(self, shapes=None):
+        return ("weight", "bias") if self.p["bias_term"] else ("weight",)
+
+    def macs(self, shapes, outs):
+        _, k = self._k(shapes[0])
+        return numel(outs[0]) * k
+
+    def build(self, shapes):
+        from .modules import InnerProduct as Module
+        axis, k = self._k(shapes[0])
+        module = Module(k, self.p["num_output"], self.p["bias_term"], axis, self.p["transpose"])
+        fill(module.weight, self.p["weight_filler"])
+        if module.bias is not None:
+            fill(module.bias, self.p["bias_filler"])
+        return module
+
+
+@register
+class Softmax(Layer):
+    """Softmax over `axis`."""
+    summary = "softmax over an axis"
+    blocks = {"softmax_param": {"axis": Int(1, "class axis"),
+                                "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")}}
+    kind = "metric"
+
+    def infer(self, shapes):
+        _axis(self.p["axis"], shapes[0], path=("softmax_param", "axis"))
+        return [tuple(shapes[0])]
+
+    def build(self, shapes):
+        from .modules import Softmax as Module
+        return Module(_axis(self.p["axis"], shapes[0]))
+
+
+def _check_labels(scores, labels, axis, layer):
+    expected = tuple(scores[:axis]) + tuple(scores[axis + 1:])
+    if numel(labels) != numel(expected):
+        raise ShapeError(f"{layer}: the labels do not match the scores", expected=f"{numel(expected)} labels "
+                         f"(scores {list(scores)} without axis {axis})", found=f"shape {list(labels)}")
+
+
+@register
+class Accuracy(Layer):
+    """Fraction of samples whose label is among the top_k scores (a metric, not a loss)."""
+    summary = "top-k accuracy"
+    blocks = {"accuracy_param": {"top_k": Int(1, "count a hit if the label is among this many best scores", minimum=1),
+                                 "axis": Int(1, "class axis"), "ignore_label": Int(None, "label to skip")}}
+    bottoms = (2, 2)
+    kind = "metric"
+
+    def infer(self, shapes):
+        axis = _axis(self.p["axis"], shapes[0], path=("accuracy_param", "axis"))
+        _check_labels(shapes[0], shapes[1], axis, "Accuracy")
+        if self.p["top_k"] > shapes[0][axis]:
+            raise ShapeError("'top_k' exceeds the number of classes", expected=f"<= {shapes[0][axis]}",
+                             found=str(self.p["top_k"]), path=("accuracy_param", "top_k"))
+        return [()]
+
+    def build(self, shapes):
+        from .modules import Accuracy as Module
+        return Module(self.p["top_k"], _axis(self.p["axis"], shapes[0]), self.p["ignore_label"])
+
+
+@register
+class ArgMax(Layer):
+    """Indices (or values) of the top_k entries, over `axis` or over all non-batch axes."""
+    summary = "indices of the top-k scores"
+    blocks = {"argmax_param": {"out_max_val": Bool(False, "output values (with indices when no axis)"),
+                               "top_k": Int(1, "how many", minimum=1), "axis": Int(None, "axis (default: all but batch)")}}
+    kind = "metric"
+
+    def infer(self, shapes):
+        shape, p = shapes[0], self.p
+        if p["axis"] is None:
+            return [(shape[0], 2 if p["out_max_val"] else 1, p["top_k"])]
+        axis = _axis(p["axis"], shape, path=("argmax_param", "axis"))
+        return [tuple(shape[:axis]) + (p["top_k"],) + tuple(shape[axis + 1:])]
+
+    def build(self, shapes):
+        from .modules import ArgMax as Module
+        axis = None if self.p["axis"] is None else _axis(self.p["axis"], shapes[0])
+        return Module(self.p["top_k"], axis, self.p["out_max_val"])

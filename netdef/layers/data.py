@@ -1,0 +1,92 @@
+"""Data layers that read data sets: Data (MNIST IDX files), with Caffe's transform_param."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..fields import Bool, Enum, Float, Int, Str
+from .base import Layer, ShapeError, register
+
+TRANSFORM_FIELDS = {
+    "scale": Float(1.0, "multiply pixels by this after mean subtraction (MNIST: 0.00390625)"),
+    "mirror": Bool(False, "random horizontal flips (TRAIN)"),
+    "crop_size": Int(0, "random crop (TRAIN) or center crop (TEST) of this size; 0: none", minimum=0),
+    "mean_value": Float(None, "subtract per channel (one value for all, or one per channel)", repeated=True),
+    "pad": Int(0, "zero-pad each image by this many pixels on every side (netdef; LeNet-5 1998: 2)", minimum=0),
+}
+
+IDX_SPLIT_FILES = ("{split}-images-idx3-ubyte", "{split}-labels-idx1-ubyte")
+
+
+def idx_files(folder: Path, split: str):
+    """The images and labels files of one split in an MNIST folder (gzipped or not)."""
+    found = []
+    for pattern in IDX_SPLIT_FILES:
+        name = pattern.format(split=split)
+        candidates = [folder / name, folder / f"{name}.gz"]
+        match = next((c for c in candidates if c.exists()), None)
+        if match is None:
+            raise ShapeError(f"no {name}[.gz] in data source '{folder}'", expected=f"MNIST IDX files of split '{split}'",
+                             path=("data_param", "source"))
+        found.append(match)
+    return tuple(found)
+
+
+@register
+class Data(Layer):
+    """Reads a data set into memory and serves batches: TRAIN shuffles each epoch, TEST reads in order."""
+    summary = "data set reader (backend IDX: MNIST files) with transform_param"
+    blocks = {
+        "data_param": {
+            "source": Str(None, "folder of the data set (relative to this net file)", required=True),
+            "batch_size": Int(None, "samples per batch", required=True, minimum=1),
+            "backend": Enum(["IDX"], "IDX", "file format: IDX (MNIST)"),
+            "split": Str("train", "IDX: file prefix of the split (train or t10k)"),
+            "rand_skip": Int(0, "accepted for Caffe compatibility", minimum=0),
+            "prefetch": Int(4, "accepted for Caffe compatibility", minimum=0),
+        },
+        "transform_param": TRANSFORM_FIELDS,
+    }
+    bottoms = (0, 0)
+    tops = (1, 2)
+    is_source = True
+    kind = "data"
+
+    def source(self) -> Path:
+        return self.spec.base_dir / self.p["source"]
+
+    def files(self):
+        folder = self.source()
+        if not folder.is_dir():
+            raise ShapeError(f"data source '{self.p['source']}' is not a folder (looked at {folder})",
+                             path=("data_param", "source"))
+        return idx_files(folder, self.p["split"])
+
+    def sample_shape(self):
+        from ..idx import IdxError, idx_shape
+        images, _ = self.files()
+        try:
+            dims = idx_shape(images)
+        except (IdxError, OSError) as exc:
+            raise ShapeError(str(exc), path=("data_param", "source")) from None
+        channels, height, width = (1,) + tuple(dims[1:]) if len(dims) == 3 else tuple(dims[1:])
+        t = self.params["transform_param"]
+        height, width = height + 2 * t["pad"], width + 2 * t["pad"]
+        if t["crop_size"]:
+            if t["crop_size"] > min(height, width):
+                raise ShapeError("'crop_size' is larger than the images", expected=f"<= {min(height, width)}",
+                                 found=str(t["crop_size"]), path=("transform_param", "crop_size"))
+            height = width = t["crop_size"]
+        return channels, height, width
+
+    def infer(self, shapes):
+        batch = self.p["batch_size"]
+        return [(batch,) + self.sample_shape(), (batch,)][:len(self.spec.tops)]
+
+    def load(self):
+        """The whole split in memory: (uint8 images N x C x H x W, int64 labels N)."""
+        from ..idx import read_idx
+        images_file, labels_file = self.files()
+        images, labels = read_idx(images_file), read_idx(labels_file)
+        if images.dim() == 3:
+            images = images.unsqueeze(1)
+        return images, labels.long()

@@ -1,0 +1,76 @@
+"""Layers without bottoms that need no data files: Input (deploy nets) and DummyData."""
+from __future__ import annotations
+
+from ..fields import Block, Int
+from ..fillers import FillerField, fill
+from .base import Layer, ShapeError, register
+
+BLOB_SHAPE = Block({"dim": Int(None, "sizes, batch first", repeated=True, minimum=1)}, "a blob shape",
+                   repeated=True)
+
+
+def _shapes(spec, shapes, path):
+    if not shapes:
+        return []
+    dims = [tuple(s["dim"]) for s in shapes]
+    if len(dims) == 1:
+        return dims * len(spec.tops)
+    if len(dims) != len(spec.tops):
+        raise ShapeError("give one 'shape' for all tops or one per top", expected=f"1 or {len(spec.tops)}",
+                         found=str(len(dims)), path=path)
+    return dims
+
+
+@register
+class Input(Layer):
+    """The inputs of a deploy net: fixed shapes, fed by the caller."""
+    summary = "net inputs with fixed shapes (deploy nets)"
+    blocks = {"input_param": {"shape": BLOB_SHAPE}}
+    bottoms = (0, 0)
+    tops = (1, None)
+    is_source = True
+    kind = "data"
+
+    def check(self):
+        if not self.p["shape"]:
+            yield (("input_param",), "Input needs a shape", "input_param: {shape: {dim: [N, C, H, W]}}", None)
+
+    def infer(self, shapes):
+        return _shapes(self.spec, self.p["shape"], ("input_param", "shape"))
+
+
+@register
+class DummyData(Layer):
+    """Tops filled by fillers: for tests and benchmarks."""
+    summary = "generated tops (fillers) for tests and benchmarks"
+    blocks = {"dummy_data_param": {"shape": BLOB_SHAPE,
+                                   "data_filler": FillerField("filler of each top (one for all, or one per top)",
+                                                              list_of=True)}}
+    bottoms = (0, 0)
+    tops = (1, None)
+    is_source = True
+    kind = "data"
+
+    def check(self):
+        fillers = self.p["data_filler"]
+        if len(fillers) not in (0, 1, len(self.spec.tops)):
+            yield (("dummy_data_param", "data_filler"), "give one 'data_filler' for all tops or one per top",
+                   f"1 or {len(self.spec.tops)}", str(len(fillers)))
+        if not self.p["shape"]:
+            yield (("dummy_data_param",), "DummyData needs a shape", "dummy_data_param: {shape: {dim: [...]}}", None)
+
+    def infer(self, shapes):
+        return _shapes(self.spec, self.p["shape"], ("dummy_data_param", "shape"))
+
+    def batch(self, device=None):
+        """One batch: a tensor per top, filled as the layer says."""
+        import torch
+        fillers = self.p["data_filler"] or [None]
+        out = []
+        for i, shape in enumerate(self.infer([])):
+            tensor = torch.zeros(shape, device=device)
+            spec = fillers[i] if len(fillers) > 1 else fillers[0]
+            if spec is not None:
+                fill(tensor, spec)
+            out.append(tensor)
+        return out

@@ -1,0 +1,307 @@
+"""torch.nn modules for Caffe layers that PyTorch has no exact equivalent of. Imported only when a net
+is compiled, so that `netdef check` and `summary` never import torch."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class EachBottom(nn.Module):
+    """Applies one module (shared weights) to each of several bottoms, as Caffe's multi-bottom conv."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.inner = module
+
+    def forward(self, *xs):
+        return tuple(self.inner(x) for x in xs)
+
+
+class MaskedConv2d(nn.Conv2d):
+    """A convolution whose output map o reads only the input maps in connection_table[o] (LeNet-5's C3).
+    The weight is stored dense; the mask keeps absent connections at zero in forward and in gradients."""
+
+    def __init__(self, in_channels, out_channels, kernel, stride, pad, dilation, bias, table):
+        super().__init__(in_channels, out_channels, kernel, stride, pad, dilation, 1, bias)
+        mask = torch.zeros(out_channels, in_channels, 1, 1)
+        for o, row in enumerate(table):
+            mask[o, list(row), 0, 0] = 1.0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def apply_mask(self):
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class InnerProduct(nn.Module):
+    def __init__(self, in_features, out_features, bias, axis, transpose):
+        super().__init__()
+        shape = (in_features, out_features) if transpose else (out_features, in_features)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.axis, self.transpose = axis, transpose
+
+    def forward(self, x):
+        if x.dim() != self.axis + 1:
+            x = x.flatten(self.axis)
+        weight = self.weight.t() if self.transpose else self.weight
+        return F.linear(x, weight, self.bias)
+
+
+class WithinChannelLRN(nn.Module):
+    """Caffe's WITHIN_CHANNEL LRN: x / (1 + alpha/n^2 * sum of squares over an n x n window)^beta."""
+
+    def __init__(self, size, alpha, beta):
+        super().__init__()
+        self.size, self.alpha, self.beta = size, alpha, beta
+
+    def forward(self, x):
+        mean_sq = F.avg_pool2d(x * x, self.size, 1, (self.size - 1) // 2, count_include_pad=True)
+        return x * (1 + self.alpha * mean_sq).pow(-self.beta)
+
+
+class CaffeBatchNorm(nn.Module):
+    """Caffe's BatchNorm: no affine part; statistics kept as Caffe keeps them (sums and a scale factor),
+    so that a converted .caffemodel and netdef agree. Uses batch statistics unless use_global_stats."""
+
+    def __init__(self, channels, eps, moving_average_fraction, use_global_stats):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("variance", torch.zeros(channels))
+        self.register_buffer("scale_factor", torch.zeros(1))
+        self.eps, self.fraction, self.use_global_stats = eps, moving_average_fraction, use_global_stats
+
+    def forward(self, x):
+        global_stats = self.use_global_stats if self.use_global_stats is not None else not self.training
+        if global_stats:
+            factor = self.scale_factor.clamp_min(1e-30).reciprocal() * (self.scale_factor != 0)
+            return F.batch_norm(x, self.mean * factor, self.variance * factor, None, None, False, 0.0, self.eps)
+        if self.training:
+            with torch.no_grad():
+                dims = [d for d in range(x.dim()) if d != 1]
+                var, mean = torch.var_mean(x, dim=dims, correction=0)
+                m = x.numel() // x.shape[1]
+                self.scale_factor.mul_(self.fraction).add_(1)
+                self.mean.mul_(self.fraction).add_(mean)
+                self.variance.mul_(self.fraction).add_(var, alpha=m / max(m - 1, 1))
+        return F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+
+
+def _broadcast_shape(x_shape, axis, num_params_axes):
+    return [1] * axis + list(x_shape[axis:axis + num_params_axes]) + [1] * (len(x_shape) - axis - num_params_axes)
+
+
+class Scale(nn.Module):
+    """y = x * gamma (+ beta), gamma spanning axes [axis, axis + num_axes); gamma may be a second bottom."""
+
+    def __init__(self, shape, axis, bias, learn_scale=True):
+        super().__init__()
+        self.axis, self.nd = axis, len(shape)
+        self.weight = nn.Parameter(torch.empty(shape)) if learn_scale else None
+        self.bias = nn.Parameter(torch.empty(shape)) if bias else None
+
+    def forward(self, x, scale=None):
+        view = _broadcast_shape(x.shape, self.axis, self.nd)
+        gamma = (scale if scale is not None else self.weight).reshape(view)
+        if self.bias is not None:
+            return torch.addcmul(self.bias.reshape(view), x, gamma)
+        return x * gamma
+
+
+class Bias(nn.Module):
+    def __init__(self, shape, axis):
+        super().__init__()
+        self.axis, self.nd = axis, len(shape)
+        self.bias = nn.Parameter(torch.empty(shape)) if shape is not None else None
+
+    def forward(self, x, bias=None):
+        view = _broadcast_shape(x.shape, self.axis, self.nd)
+        return x + (bias if bias is not None else self.bias).reshape(view)
+
+
+class PReLU(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(channels))
+
+    def forward(self, x):
+        return F.prelu(x, self.weight)
+
+
+class Elementwise(nn.Module):
+    """A parameter-free elementwise function given as a plain callable (Power, Exp, Log, ...)."""
+
+    def __init__(self, fn, text):
+        super().__init__()
+        self.fn, self.text = fn, text
+
+    def extra_repr(self):
+        return self.text
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def power(power_, scale, shift):
+    return Elementwise(lambda x: (shift + scale * x).pow(power_), f"({shift} + {scale}x)^{power_}")
+
+
+def exp(base, scale, shift):
+    log_base = 1.0 if base == -1 else math.log(base)
+    return Elementwise(lambda x: torch.exp(log_base * (shift + scale * x)), f"{base}^({shift} + {scale}x)")
+
+
+def log(base, scale, shift):
+    inv = 1.0 if base == -1 else 1.0 / math.log(base)
+    return Elementwise(lambda x: torch.log(shift + scale * x) * inv, f"log_{base}({shift} + {scale}x)")
+
+
+class Eltwise(nn.Module):
+    def __init__(self, operation, coeffs):
+        super().__init__()
+        self.operation, self.coeffs = operation, coeffs
+
+    def forward(self, *xs):
+        if self.operation == "PROD":
+            out = xs[0]
+            for x in xs[1:]:
+                out = out * x
+            return out
+        if self.operation == "MAX":
+            out = xs[0]
+            for x in xs[1:]:
+                out = torch.maximum(out, x)
+            return out
+        if all(c == 1 for c in self.coeffs):
+            out = xs[0]
+            for x in xs[1:]:
+                out = out + x
+            return out
+        out = xs[0] * self.coeffs[0]
+        for c, x in zip(self.coeffs[1:], xs[1:]):
+            out = out + c * x
+        return out
+
+
+class Concat(nn.Module):
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, *xs):
+        return torch.cat(xs, self.axis)
+
+
+class Slice(nn.Module):
+    def __init__(self, axis, sizes):
+        super().__init__()
+        self.axis, self.sizes = axis, sizes
+
+    def forward(self, x):
+        return tuple(torch.split(x, self.sizes, self.axis))
+
+
+class Split(nn.Module):
+    def __init__(self, count):
+        super().__init__()
+        self.count = count
+
+    def forward(self, x):
+        return (x,) * self.count
+
+
+class Reshape(nn.Module):
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = shape  # without the batch axis when the batch is kept
+
+    def forward(self, x):
+        return x.reshape(x.shape[0], *self.shape)
+
+
+class Flatten(nn.Module):
+    def __init__(self, axis, end_axis):
+        super().__init__()
+        self.axis, self.end_axis = axis, end_axis
+
+    def forward(self, x):
+        return x.flatten(self.axis, self.end_axis)
+
+
+class Softmax(nn.Module):
+    def __init__(self, axis):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.softmax(x, self.axis)
+
+
+def _labels(scores, label, axis):
+    """Caffe labels are floats shaped N (x 1 x ...); class indices for cross-entropy."""
+    shape = list(scores.shape)
+    del shape[axis]
+    return label.reshape(shape).long()
+
+
+class SoftmaxWithLoss(nn.Module):
+    def __init__(self, axis, ignore_label, normalization, with_prob):
+        super().__init__()
+        self.axis, self.ignore_label, self.normalization = axis, ignore_label, normalization
+        self.with_prob = with_prob
+
+    def forward(self, scores, label):
+        target = _labels(scores, label, self.axis)
+        logits = scores.movedim(self.axis, 1) if self.axis != 1 else scores
+        ignore = self.ignore_label if self.ignore_label is not None else -100
+        if self.normalization == "VALID":
+            loss = F.cross_entropy(logits, target, ignore_index=ignore)
+        else:
+            total = F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
+            divisor = {"FULL": target.numel(), "BATCH_SIZE": scores.shape[0], "NONE": 1}[self.normalization]
+            loss = total / max(divisor, 1)
+        if self.with_prob:
+            return loss, F.softmax(scores, self.axis)
+        return loss
+
+
+class EuclideanLoss(nn.Module):
+    def forward(self, a, b):
+        return (a - b).pow(2).sum() / (2 * a.shape[0])
+
+
+class Accuracy(nn.Module):
+    def __init__(self, top_k, axis, ignore_label):
+        super().__init__()
+        self.top_k, self.axis, self.ignore_label = top_k, axis, ignore_label
+
+    def forward(self, scores, label):
+        with torch.no_grad():
+            target = _labels(scores, label, self.axis)
+            top = scores.topk(self.top_k, self.axis).indices
+            hit = (top == target.unsqueeze(self.axis)).any(self.axis)
+            if self.ignore_label is not None:
+                valid = target != self.ignore_label
+                return hit[valid].float().sum() / valid.sum().clamp_min(1)
+            return hit.float().mean()
+
+
+class ArgMax(nn.Module):
+    def __init__(self, top_k, axis, out_max_val):
+        super().__init__()
+        self.top_k, self.axis, self.out_max_val = top_k, axis, out_max_val
+
+    def forward(self, x):
+        if self.axis is None:
+            flat = x.flatten(1)
+            values, indices = flat.topk(self.top_k, 1)
+            out = torch.stack([indices.to(x.dtype), values], 1) if self.out_max_val else indices.to(x.dtype).unsqueeze(1)
+            return out
+        values, indices = x.topk(self.top_k, self.axis)
+        return values if self.out_max_val else indices.to(x.dtype)

@@ -1,0 +1,131 @@
+"""Normalisation and affine layers: BatchNorm, Scale, Bias."""
+from __future__ import annotations
+
+from ..fields import Bool, Float, Int
+from ..fillers import FillerField, fill
+from .base import Layer, ShapeError, numel, register
+from .common import _axis
+
+
+@register
+class BatchNorm(Layer):
+    """Caffe's BatchNorm: normalises with batch statistics in TRAIN and stored ones in TEST; no affine
+    part (follow it with Scale {bias_term: true}). Its three blobs are statistics, never trained."""
+    summary = "batch normalisation without affine (Caffe)"
+    blocks = {"batch_norm_param": {
+        "use_global_stats": Bool(None, "use stored statistics (default: false in TRAIN, true in TEST)"),
+        "moving_average_fraction": Float(0.999, "decay of the stored statistics"),
+        "eps": Float(1e-5, "added to the variance"),
+    }}
+    blobs = ("mean", "variance", "scale_factor")
+    kind = "norm"
+
+    def learnable_blobs(self, shapes=None):
+        return ()
+
+    def check(self):
+        for i, spec in enumerate(self.spec.raw.get("param") or []):
+            if spec.get("lr_mult", 0) != 0:
+                yield (("param", i, "lr_mult"), "BatchNorm statistics cannot be learnt", "lr_mult: 0",
+                       str(spec["lr_mult"]))
+
+    def infer(self, shapes):
+        if len(shapes[0]) < 2:
+            raise ShapeError("BatchNorm needs a channel axis", expected="at least 2 axes", found=f"shape {list(shapes[0])}")
+        return [tuple(shapes[0])]
+
+    def param_shapes(self, shapes):
+        c = shapes[0][1]
+        return {"mean": (c,), "variance": (c,), "scale_factor": (1,)}
+
+    def build(self, shapes):
+        from .modules import CaffeBatchNorm
+        p = self.p
+        return CaffeBatchNorm(shapes[0][1], p["eps"], p["moving_average_fraction"], p["use_global_stats"])
+
+
+def _param_axes(shape, axis, num_axes, block):
+    axis = _axis(axis, shape, path=(block, "axis"))
+    end = len(shape) if num_axes == -1 else axis + num_axes
+    if end > len(shape):
+        raise ShapeError("'num_axes' reaches past the input's last axis", expected=f"<= {len(shape) - axis}",
+                         found=str(num_axes), path=(block, "num_axes"))
+    return axis, tuple(shape[axis:end])
+
+
+@register
+class Scale(Layer):
+    """y = x * gamma (+ beta); gamma spans axes [axis, axis + num_axes), or is the second bottom."""
+    summary = "learnt per-channel scale (and bias)"
+    blocks = {"scale_param": {
+        "axis": Int(1, "first axis gamma spans"), "num_axes": Int(1, "axes gamma spans (-1: to the end)", minimum=-1),
+        "filler": FillerField("gamma initialisation", default_value=1.0),
+        "bias_term": Bool(False, "also learn beta"), "bias_filler": FillerField("beta initialisation"),
+    }}
+    bottoms = (1, 2)
+    blobs = ("weight", "bias")
+    kind = "norm"
+
+    def _shape(self, shapes):
+        axis, shape = _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "scale_param")
+        if len(shapes) == 2:
+            shape = tuple(shapes[1])
+            if tuple(shapes[0][axis:axis + len(shape)]) != shape:
+                raise ShapeError("the scale bottom does not fit the input", expected=f"shape {list(shapes[0][axis:axis + len(shape)])}",
+                                 found=f"shape {list(shape)}")
+        return axis, shape
+
+    def param_shapes(self, shapes):
+        _, shape = self._shape(shapes)
+        blobs = {} if len(shapes) == 2 else {"weight": shape}
+        if self.p["bias_term"]:
+            blobs["bias"] = shape
+        return blobs
+
+    def infer(self, shapes):
+        self._shape(shapes)
+        return [tuple(shapes[0])]
+
+    def macs(self, shapes, outs):
+        return numel(outs[0])
+
+    def build(self, shapes):
+        from .modules import Scale as Module
+        axis, shape = self._shape(shapes)
+        module = Module(shape, axis, self.p["bias_term"], learn_scale=len(shapes) == 1)
+        if module.weight is not None:
+            fill(module.weight, self.p["filler"])
+        if module.bias is not None:
+            fill(module.bias, self.p["bias_filler"])
+        return module
+
+
+@register
+class Bias(Layer):
+    """y = x + beta; beta spans axes [axis, axis + num_axes), or is the second bottom."""
+    summary = "learnt bias"
+    blocks = {"bias_param": {
+        "axis": Int(1, "first axis beta spans"), "num_axes": Int(1, "axes beta spans (-1: to the end)", minimum=-1),
+        "filler": FillerField("beta initialisation"),
+    }}
+    bottoms = (1, 2)
+    blobs = ("bias",)
+    kind = "norm"
+
+    def param_shapes(self, shapes):
+        if len(shapes) == 2:
+            return {}
+        _, shape = _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "bias_param")
+        return {"bias": shape}
+
+    def infer(self, shapes):
+        _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "bias_param")
+        return [tuple(shapes[0])]
+
+    def build(self, shapes):
+        from .modules import Bias as Module
+        axis, shape = _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "bias_param")
+        module = Module(shape if len(shapes) == 1 else None, axis)
+        if module.bias is not None:
+            fill(module.bias, self.p["filler"])
+        return module

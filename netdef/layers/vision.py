@@ -1,0 +1,324 @@
+"""Spatial layers: Convolution, Deconvolution, Pooling, LRN."""
+from __future__ import annotations
+
+import math
+
+from ..fields import Bool, Enum, Float, Int
+from ..fillers import FillerField, fill
+from .base import Layer, ShapeError, numel, register
+
+
+def _pair(p, base, default):
+    """Caffe's `kernel_size` (one value or one per axis) or its `kernel_h`/`kernel_w` alternative."""
+    short = {"kernel_size": "kernel", "pad": "pad", "stride": "stride"}.get(base, base)
+    h, w = p.get(f"{short}_h"), p.get(f"{short}_w")
+    if h is not None or w is not None:
+        return (h if h is not None else default, w if w is not None else default)
+    values = p.get(base) or []
+    if not values:
+        return (default, default)
+    return (values[0], values[-1]) if len(values) <= 2 else (values[0], values[1])
+
+
+def _check_pairs(p, names):
+    for base in names:
+        short = {"kernel_size": "kernel"}.get(base, base)
+        given = p.get(base) or []
+        if given and (p.get(f"{short}_h") is not None or p.get(f"{short}_w") is not None):
+            yield ((base,), f"'{base}' cannot be combined with '{short}_h'/'{short}_w'", None, None)
+        if len(given) > 2:
+            yield ((base,), f"'{base}' has too many values for a 2-D layer", "1 or 2 values", str(len(given)))
+
+
+def _spatial_input(shape, layer):
+    if len(shape) != 4:
+        raise ShapeError(f"{layer} needs a 4-D input (N, C, H, W)", expected="4 axes",
+                         found=f"shape {list(shape)}")
+
+
+def _conv_fields():
+    return {
+        "num_output": Int(None, "number of output channels", required=True, minimum=1),
+        "bias_term": Bool(True, "learn a bias per output channel"),
+        "pad": Int(None, "zero padding (one value, or one per spatial axis)", repeated=True, minimum=0),
+        "kernel_size": Int(None, "kernel size (one value, or one per spatial axis)", repeated=True, minimum=1),
+        "stride": Int(None, "stride (one value, or one per spatial axis); default 1", repeated=True, minimum=1),
+        "dilation": Int(None, "dilation (one value, or one per spatial axis); default 1", repeated=True, minimum=1),
+        "pad_h": Int(None, "vertical padding", minimum=0), "pad_w": Int(None, "horizontal padding", minimum=0),
+        "kernel_h": Int(None, "kernel height", minimum=1), "kernel_w": Int(None, "kernel width", minimum=1),
+        "stride_h": Int(None, "vertical stride", minimum=1), "stride_w": Int(None, "horizontal stride", minimum=1),
+        "group": Int(1, "split channels into this many independent groups", minimum=1),
+        "weight_filler": FillerField("weight initialisation (default constant 0, as Caffe)"),
+        "bias_filler": FillerField("bias initialisation"),
+        "connection_table": Int(None, "partial connection table (LeNet-5's C3): for each output map, "
+                                      "the input maps it reads", list_of=True, repeated=True),
+        "axis": Int(1, "channel axis (only 1 is supported)", minimum=1, maximum=1),
+        "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility"),
+    }
+
+
+class _ConvBase(Layer):
+    blocks = {"convolution_param": _conv_fields()}
+    bottoms = (1, None)
+    tops = (1, None)
+    blobs = ("weight", "bias")
+    kind = "conv"
+
+    def geometry(self):
+        p = self.p
+        return (_pair(p, "kernel_size", None), _pair(p, "stride", 1), _pair(p, "pad", 0),
+                _pair(p, "dilation", 1))
+
+    def check(self):
+        p = self.p
+        yield from _check_pairs(p, ("kernel_size", "pad", "stride"))
+        if not p["kernel_size"] and (p["kernel_h"] is None or p["kernel_w"] is None):
+            yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
+        if p["num_output"] and p["num_output"] % p["group"]:
+            yield (("convolution_param", "group"), "'num_output' must be divisible by 'group'",
+                   f"a divisor of {p['num_output']}", str(p["group"]))
+        if len(self.spec.tops) != len(self.spec.bottoms):
+            yield (("top",), "a convolution has one top per bottom", f"{len(self.spec.bottoms)} tops",
+                   str(len(self.spec.tops)))
+
+    def _channels(self, shapes):
+        for s in shapes:
+            _spatial_input(s, type(self).__name__)
+        if any(tuple(s) != tuple(shapes[0]) for s in shapes):
+            raise ShapeError("all bottoms of a convolution must have the same shape",
+                             found=", ".join(str(list(s)) for s in shapes))
+        channels = shapes[0][1]
+        if channels % self.p["group"]:
+            raise ShapeError("input channels must be divisible by 'group'", expected=f"a multiple of {self.p['group']}",
+                             found=f"{channels} channels", path=("convolution_param", "group"))
+        return channels
+
+    def param_shapes(self, shapes):
+        (kh, kw), *_ = self.geometry()
+        weight = self.weight_shape(self._channels(shapes), kh, kw)
+        return {"weight": weight, "bias": (self.p["num_output"],)} if self.p["bias_term"] else {"weight": weight}
+
+    def learnable_blobs(self, shapes=None):
+        return ("weight", "bias") if self.p["bias_term"] else ("weight",)
+
+    def _init(self, module):
+        fill(module.weight, self.p["weight_filler"])
+        if module.bias is not None:
+            fill(module.bias, self.p["bias_filler"])
+        return module
+
+
+@register
+class Convolution(_ConvBase):
+    """2-D convolution; output size rounds down: (in + 2*pad - (dilation*(k-1)+1)) // stride + 1."""
+    summary = "2-D convolution (group, dilation, _h/_w forms, connection_table)"
+
+    def weight_shape(self, channels, kh, kw):
+        return (self.p["num_output"], channels // self.p["group"], kh, kw)
+
+    def check(self):
+        yield from super().check()
+        table = self.p["connection_table"]
+        if table and len(table) != self.p["num_output"]:
+            yield (("convolution_param", "connection_table"), "'connection_table' needs one row per output map",
+                   f"{self.p['num_output']} rows", str(len(table)))
+        if table and self.p["group"] != 1:
+            yield (("convolution_param", "connection_table"), "'connection_table' cannot be combined with 'group'",
+                   None, None)
+
+    def infer(self, shapes):
+        self._channels(shapes)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry()
+        table = self.p["connection_table"]
+        if table:
+            channels = shapes[0][1]
+            bad = [c for row in table for c in row if not 0 <= c < channels]
+            if bad:
+                raise ShapeError("'connection_table' names an input map that does not exist",
+                                 expected=f"map indices 0..{channels - 1}", found=str(bad[0]),
+                                 path=("convolution_param", "connection_table"))
+        outs = []
+        for n, c, h, w in shapes:
+            oh = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
+            ow = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
+            outs.append((n, self.p["num_output"], oh, ow))
+        return outs
+
+    def param_shapes(self, shapes):
+        blobs = super().param_shapes(shapes)
+        if self.p["connection_table"]:
+            # Stored dense; only the table's connections are parameters (the rest is masked to zero).
+            blobs["weight"] = (self.p["num_output"], shapes[0][1]) + tuple(blobs["weight"][2:])
+        return blobs
+
+    def _weights_per_output(self, shapes):
+        (kh, kw), *_ = self.geometry()
+        table = self.p["connection_table"]
+        if table:
+            return [len(row) * kh * kw for row in table]
+        return [shapes[0][1] // self.p["group"] * kh * kw] * self.p["num_output"]
+
+    def macs(self, shapes, outs):
+        per_map = self._weights_per_output(shapes)
+        return sum(n * h * w * sum(per_map) for n, c, h, w in outs)
+
+    def connections(self, shapes, outs):
+        bias = 1 if self.p["bias_term"] else 0
+        per_map = self._weights_per_output(shapes)
+        return sum(n * h * w * (sum(per_map) + bias * c) for n, c, h, w in outs)
+
+    def param_count(self, blob, shape):
+        table = self.p["connection_table"]
+        if blob == "weight" and table:
+            return sum(len(row) for row in table) * shape[2] * shape[3]
+        return numel(shape)
+
+    def build(self, shapes):
+        import torch.nn as nn
+        from .modules import MaskedConv2d
+        (kh, kw), stride, pad, dilation = self.geometry()
+        channels = shapes[0][1]
+        if self.p["connection_table"]:
+            module = MaskedConv2d(channels, self.p["num_output"], (kh, kw), stride, pad, dilation,
+                                  self.p["bias_term"], self.p["connection_table"])
+            self._init(module)
+            module.apply_mask()
+            return _each_bottom(module, len(shapes))
+        module = nn.Conv2d(channels, self.p["num_output"], (kh, kw), stride, pad, dilation,
+                           self.p["group"], self.p["bias_term"])
+        return _each_bottom(self._init(module), len(shapes))
+
+
+@register
+class Deconvolution(_ConvBase):
+    """Transposed convolution: out = stride*(in-1) + dilation*(k-1) + 1 - 2*pad."""
+    summary = "transposed convolution (Caffe weight layout [C_in, num_output/group, kh, kw])"
+
+    def weight_shape(self, channels, kh, kw):
+        return (channels, self.p["num_output"] // self.p["group"], kh, kw)
+
+    def infer(self, shapes):
+        self._channels(shapes)
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry()
+        return [(n, self.p["num_output"], sh * (h - 1) + dh * (kh - 1) + 1 - 2 * ph,
+                 sw * (w - 1) + dw * (kw - 1) + 1 - 2 * pw) for n, c, h, w in shapes]
+
+    def macs(self, shapes, outs):
+        (kh, kw), *_ = self.geometry()
+        return sum(numel(s) * self.p["num_output"] // self.p["group"] * kh * kw for s in shapes)
+
+    def build(self, shapes):
+        import torch.nn as nn
+        (kh, kw), stride, pad, dilation = self.geometry()
+        module = nn.ConvTranspose2d(shapes[0][1], self.p["num_output"], (kh, kw), stride, pad, 0,
+                                    self.p["group"], self.p["bias_term"], dilation)
+        return _each_bottom(self._init(module), len(shapes))
+
+
+def _each_bottom(module, count):
+    if count == 1:
+        return module
+    from .modules import EachBottom
+    return EachBottom(module)
+
+
+@register
+class Pooling(Layer):
+    """MAX or AVE pooling; output size rounds up (Caffe), and the last window must start inside the
+    image or its left padding."""
+    summary = "MAX/AVE pooling, Caffe's ceil rounding, global_pooling"
+    blocks = {"pooling_param": {
+        "pool": Enum(["MAX", "AVE", "STOCHASTIC"], "MAX", "pooling method"),
+        "kernel_size": Int(None, "window size", minimum=1), "kernel_h": Int(None, "window height", minimum=1),
+        "kernel_w": Int(None, "window width", minimum=1),
+        "stride": Int(1, "stride", minimum=1), "stride_h": Int(None, "vertical stride", minimum=1),
+        "stride_w": Int(None, "horizontal stride", minimum=1),
+        "pad": Int(0, "padding", minimum=0), "pad_h": Int(None, "vertical padding", minimum=0),
+        "pad_w": Int(None, "horizontal padding", minimum=0),
+        "global_pooling": Bool(False, "pool the whole H x W plane"),
+        "round_mode": Enum(["CEIL", "FLOOR"], "CEIL", "rounding of the output size"),
+        "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility"),
+    }}
+    kind = "pool"
+
+    def _hw(self, name, default):
+        p = self.p
+        value = p.get(name if name != "kernel" else "kernel_size")
+        h, w = p.get(f"{name}_h"), p.get(f"{name}_w")
+        value = default if value is None else value
+        return (h if h is not None else value, w if w is not None else value)
+
+    def check(self):
+        p = self.p
+        if p["pool"] == "STOCHASTIC":
+            yield (("pooling_param", "pool"), "STOCHASTIC pooling is not supported", "MAX or AVE", "STOCHASTIC")
+        if not p["global_pooling"] and p["kernel_size"] is None and (p["kernel_h"] is None or p["kernel_w"] is None):
+            yield (("pooling_param",), "missing window size",
+                   "'kernel_size', both 'kernel_h' and 'kernel_w', or 'global_pooling: true'", None)
+        if p["global_pooling"] and (p["kernel_size"] or p["pad"] or p["stride"] != 1):
+            yield (("pooling_param", "global_pooling"), "global pooling takes no kernel_size, pad or stride", None, None)
+
+    def geometry(self, shape):
+        if self.p["global_pooling"]:
+            return (shape[2], shape[3]), (1, 1), (0, 0)
+        kernel, stride, pad = self._hw("kernel", None), self._hw("stride", 1), self._hw("pad", 0)
+        if pad[0] >= kernel[0] or pad[1] >= kernel[1]:
+            raise ShapeError("pooling padding must be smaller than the window", expected=f"pad < {kernel[0]}",
+                             found=f"pad {pad[0]}", path=("pooling_param", "pad"))
+        return kernel, stride, pad
+
+    def infer(self, shapes):
+        shape = shapes[0]
+        _spatial_input(shape, "Pooling")
+        kernel, stride, pad = self.geometry(shape)
+        ceil = self.p["round_mode"] == "CEIL"
+        out = []
+        for size, k, s, p in zip(shape[2:], kernel, stride, pad):
+            span = size + 2 * p - k
+            o = (math.ceil(span / s) if ceil else span // s) + 1
+            if p and (o - 1) * s >= size + p:
+                o -= 1
+            out.append(o)
+        return [(shape[0], shape[1], out[0], out[1])]
+
+    def connections(self, shapes, outs):
+        kernel, *_ = self.geometry(shapes[0])
+        return numel(outs[0]) * kernel[0] * kernel[1]
+
+    def build(self, shapes):
+        import torch.nn as nn
+        kernel, stride, pad = self.geometry(shapes[0])
+        ceil = self.p["round_mode"] == "CEIL"
+        if self.p["pool"] == "MAX":
+            return nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)
+        return nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil, count_include_pad=True)
+
+
+@register
+class LRN(Layer):
+    """Local response normalisation: x / (k + alpha/n * sum of squares)^beta, across channels or within."""
+    summary = "local response normalisation (ACROSS_CHANNELS, WITHIN_CHANNEL)"
+    blocks = {"lrn_param": {
+        "local_size": Int(5, "window size (odd)", minimum=1),
+        "alpha": Float(1.0, "scale"), "beta": Float(0.75, "exponent"),
+        "norm_region": Enum(["ACROSS_CHANNELS", "WITHIN_CHANNEL"], "ACROSS_CHANNELS", "where the window lies"),
+        "k": Float(1.0, "additive constant (ACROSS_CHANNELS)"),
+        "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility"),
+    }}
+    kind = "norm"
+
+    def check(self):
+        if self.p["local_size"] % 2 == 0:
+            yield (("lrn_param", "local_size"), "'local_size' must be odd", "an odd number", str(self.p["local_size"]))
+
+    def infer(self, shapes):
+        _spatial_input(shapes[0], "LRN")
+        return [tuple(shapes[0])]
+
+    def build(self, shapes):
+        import torch.nn as nn
+        from .modules import WithinChannelLRN
+        p = self.p
+        if p["norm_region"] == "ACROSS_CHANNELS":
+            return nn.LocalResponseNorm(p["local_size"], p["alpha"], p["beta"], p["k"])
+        return WithinChannelLRN(p["local_size"], p["alpha"], p["beta"])
