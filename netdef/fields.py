@@ -67,7 +67,7 @@ class Field:
 
     def value_or_default(self, given):
         if given is None:
-            if self.kind == "block" and not self.list_of:
+            if self.kind == "block" and not (self.list_of or self.repeated):
                 return apply_defaults(self.fields, self.default or {})
             if self.repeated or self.list_of:
                 return copy.deepcopy(self.default) if self.default is not None else []
@@ -75,8 +75,9 @@ class Field:
         if self.list_of and self.kind != "block":
             return given
         if self.kind == "block":
-            if self.list_of:
-                return [apply_defaults(self.fields, item) for item in given]
+            if self.list_of or self.repeated:
+                items = given if isinstance(given, list) else [given]
+                return [apply_defaults(self.fields, item) for item in items]
             return apply_defaults(self.fields, given)
         if self.repeated and not isinstance(given, list):
             return [given]
