@@ -90,6 +90,31 @@ def _cross_field_problems(values, origin) -> list:
     if values["type"] in ("AdaGrad", "RMSProp") and values["momentum"]:
         problems.append(Problem(f"{values['type']} takes no momentum", origin.pos(("momentum",)),
                                 expected="momentum: 0", found=str(values["momentum"])))
+    return problems + _update_rule_problems(values, origin)
+
+
+def _update_rule_problems(values, origin) -> list:
+    """Values that make Caffe's update formulas or lr policies divide by zero or go backwards."""
+    problems = []
+
+    def below_one(field, why):
+        if values[field] >= 1:
+            problems.append(Problem(f"{values['type']} needs {field} < 1 ({why})", origin.pos((field,)),
+                                    expected=f"0 <= {field} < 1", found=str(values[field])))
+    if values["type"] == "RMSProp":
+        below_one("rms_decay", "the decay of the running mean of squared gradients")
+    if values["type"] == "Adam":
+        below_one("momentum", "beta1; the bias correction divides by 1 - beta1^t")
+        below_one("momentum2", "beta2; the bias correction is sqrt(1 - beta2^t)")
+    stepvalues = values["stepvalue"] or []
+    if values["lr_policy"] == "multistep":
+        for index in range(1, len(stepvalues)):
+            if stepvalues[index] <= stepvalues[index - 1]:
+                problems.append(Problem("multistep 'stepvalue' must increase", origin.pos(("stepvalue", index)),
+                                        expected=f"a value > {stepvalues[index - 1]}", found=str(stepvalues[index])))
+    if values["lr_policy"] == "poly" and values["max_iter"] < 1:
+        problems.append(Problem("lr_policy 'poly' divides by max_iter", origin.pos(("max_iter",)),
+                                expected="max_iter >= 1", found=str(values["max_iter"])))
     return problems
 
 
