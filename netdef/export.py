@@ -1,0 +1,106 @@
+"""Export a net's deploy form (its TEST phase without data, loss and accuracy layers) to ONNX.
+
+The data layers' tops that the remaining layers read become the ONNX graph's inputs, with the shapes the
+net file gives them; the tops nothing reads become its outputs. Needs the `onnx` extra
+(`pip install "netdef[onnx]"`): torch's exporter writes the model through onnxscript.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+from .errors import NetdefError, Problem
+from .graph import Graph
+
+DEFAULT_OPSET = 18
+WEIGHT_KEYS = ("weights", "net", "state_dict", "model")  # where a snapshot file may keep the state dict
+
+
+def deploy_graph(graph: Graph) -> Graph:
+    """The layers a deployed net runs: every layer but losses and accuracies, fed by the data tops it reads."""
+    layers = [spec for spec in graph.layers if not spec.impl.is_loss and spec.type != "Accuracy"]
+    consumed = {blob for spec in layers for blob in spec.bottoms}
+    produced = {top for spec in layers if not spec.impl.is_source for top in spec.tops}
+    inputs = [blob for blob in graph.inputs if blob in consumed]
+    return Graph(graph.name, graph.state, layers, inputs, sorted(produced - consumed))
+
+
+def load_state_dict(path) -> dict:
+    """Weights from a `.pt` file: a plain state dict (torch.save(net.state_dict())) or a snapshot that
+    keeps one under a key such as `weights`."""
+    import pickle
+
+    import torch
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise NetdefError(Problem(f"cannot read weights file {path} ({type(exc).__name__})",
+                                  expected="a .pt file written by torch.save")) from None
+    for key in WEIGHT_KEYS:
+        if isinstance(saved, dict) and isinstance(saved.get(key), dict):
+            saved = saved[key]
+            break
+    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
+        raise NetdefError(Problem(f"{path} holds no state dict", expected="a file written by torch.save(net.state_dict()) "
+                                  "or a netdef snapshot", found=type(saved).__name__))
+    return saved
+
+
+def load_weights(net, state: dict, path):
+    """Copies the weights of the net's layers; layers of other phases in the file are ignored."""
+    own = net.state_dict()
+    missing = sorted(k for k in own if k not in state)
+    wrong = sorted(f"{k} {list(state[k].shape)} (net: {list(own[k].shape)})" for k in own
+                   if k in state and state[k].shape != own[k].shape)
+    if missing or wrong:
+        raise NetdefError(Problem(f"weights in {path} do not fit the net",
+                                  expected="a value for every parameter, of the net's shape",
+                                  found="; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
+                                                                f"shape of {', '.join(wrong)}" if wrong else ""]))))
+    net.load_state_dict({k: state[k] for k in own})
+
+
+def deploy_net(path, weights=None, level=0, stages=()):
+    """The compiled deploy net of a net file (eval mode), its graph and its shape info."""
+    from .api import load_graph
+    from .build import compile_graph
+    from .infer import infer
+    graph = deploy_graph(load_graph(path, "TEST", level, stages))
+    if not graph.inputs:
+        raise NetdefError(Problem(f"{path}: the TEST phase has no input that its layers read",
+                                  expected="an Input or Data layer in the TEST phase"))
+    info = infer(graph)
+    net = compile_graph(graph, info)
+    if weights is not None:
+        load_weights(net, load_state_dict(weights), weights)
+    return net.eval(), graph, info
+
+
+def example_inputs(graph: Graph, info, seed=0) -> dict:
+    """Random inputs of the net's input shapes, keyed by the compiled forward's argument names."""
+    import torch
+    generator = torch.Generator().manual_seed(seed)
+    return {blob: torch.randn(info.blob_shapes[blob], generator=generator) for blob in graph.inputs}
+
+
+def export_onnx(path, output, weights=None, opset=DEFAULT_OPSET, level=0, stages=()):
+    """Writes the ONNX model and checks it with onnx.checker; returns the deploy graph."""
+    import torch
+    try:
+        import onnx
+    except ImportError:
+        raise NetdefError(Problem("ONNX export needs the onnx packages", hint='pip install "netdef[onnx]"')) from None
+    net, graph, info = deploy_net(path, weights, level, stages)
+    inputs = example_inputs(graph, info)
+    names = [net.input_names[blob] for blob in graph.inputs]
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():  # the exporter's own deprecation notices are not the user's concern
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(net, (), kwargs={net.input_names[b]: t for b, t in inputs.items()},
+                                    input_names=names, output_names=list(graph.outputs), opset_version=opset,
+                                    dynamo=True, verbose=False, external_data=False)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    program.save(str(output))
+    onnx.checker.check_model(onnx.load(str(output)), full_check=True)
+    return graph, info
