@@ -9,15 +9,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class EachBottom(nn.Module):
-    """Applies one module (shared weights) to each of several bottoms, as Caffe's multi-bottom conv."""
-
-    def __init__(self, module):
-        super().__init__()
-        self.inner = module
+class _EachBottom:
+    """Mixin: the layer applied to each of several bottoms with the same weights (Caffe's multi-bottom
+    convolution). A subclass, not a wrapper, so that parameters stay `conv.weight`, `conv.bias`."""
 
     def forward(self, *xs):
-        return tuple(self.inner(x) for x in xs)
+        forward_one = super().forward
+        return tuple(forward_one(x) for x in xs)
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -35,8 +33,41 @@ class MaskedConv2d(nn.Conv2d):
         with torch.no_grad():
             self.weight.mul_(self.mask)
 
+    def _conv_forward(self, x, weight, bias):
+        return super()._conv_forward(x, weight * self.mask, bias)
+
+
+class EachBottomConv2d(_EachBottom, nn.Conv2d):
+    pass
+
+
+class EachBottomMaskedConv2d(_EachBottom, MaskedConv2d):
+    pass
+
+
+class EachBottomConvTranspose2d(_EachBottom, nn.ConvTranspose2d):
+    pass
+
+
+EACH_BOTTOM = {nn.Conv2d: EachBottomConv2d, MaskedConv2d: EachBottomMaskedConv2d,
+               nn.ConvTranspose2d: EachBottomConvTranspose2d}
+
+
+class PaddedPool2d(nn.Module):
+    """Pooling whose padding exceeds half the window, which Caffe allows (pad < kernel) and PyTorch does not:
+    pads explicitly (-inf for MAX, which ignores padding; zeros for AVE, whose divisor counts padding but
+    not the ceil overhang) and crops to Caffe's output size."""
+
+    def __init__(self, pool, kernel, stride, pad, out_size):
+        super().__init__()
+        self.pool = F.max_pool2d if pool == "MAX" else F.avg_pool2d
+        self.fill = -math.inf if pool == "MAX" else 0.0
+        self.kernel, self.stride, self.pad, self.out_size = kernel, stride, pad, out_size
+
     def forward(self, x):
-        return self._conv_forward(x, self.weight * self.mask, self.bias)
+        (ph, pw), (oh, ow) = self.pad, self.out_size
+        x = F.pad(x, (pw, pw, ph, ph), value=self.fill)
+        return self.pool(x, self.kernel, self.stride, 0, ceil_mode=True)[..., :oh, :ow]
 
 
 class InnerProduct(nn.Module):
@@ -115,10 +146,12 @@ class Scale(nn.Module):
 
 
 class Bias(nn.Module):
-    def __init__(self, shape, axis):
+    """y = x + beta, beta spanning axes [axis, axis + len(shape)); beta may be a second bottom."""
+
+    def __init__(self, shape, axis, learn_bias=True):
         super().__init__()
         self.axis, self.nd = axis, len(shape)
-        self.bias = nn.Parameter(torch.empty(shape)) if shape is not None else None
+        self.bias = nn.Parameter(torch.empty(shape)) if learn_bias else None
 
     def forward(self, x, bias=None):
         view = _broadcast_shape(x.shape, self.axis, self.nd)
@@ -217,12 +250,13 @@ class Split(nn.Module):
 
 
 class Reshape(nn.Module):
-    def __init__(self, shape):
+    def __init__(self, shape, keep_batch):
         super().__init__()
-        self.shape = shape  # without the batch axis when the batch is kept
+        # A reshape that keeps the batch axis follows the batch it is given; one that folds it cannot.
+        self.shape, self.keep_batch = tuple(shape[1:]) if keep_batch else tuple(shape), keep_batch
 
     def forward(self, x):
-        return x.reshape(x.shape[0], *self.shape)
+        return x.reshape(x.shape[0], *self.shape) if self.keep_batch else x.reshape(self.shape)
 
 
 class Flatten(nn.Module):
@@ -260,11 +294,13 @@ class SoftmaxWithLoss(nn.Module):
         target = _labels(scores, label, self.axis)
         logits = scores.movedim(self.axis, 1) if self.axis != 1 else scores
         ignore = self.ignore_label if self.ignore_label is not None else -100
-        if self.normalization == "VALID":
-            loss = F.cross_entropy(logits, target, ignore_index=ignore)
+        total = F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
+        if self.normalization == "VALID" and self.ignore_label is not None:
+            # Caffe's normalizer is max(1, valid count): a batch with every label ignored gives 0, not NaN.
+            loss = total / (target != ignore).sum().clamp_min(1)
         else:
-            total = F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
-            divisor = {"FULL": target.numel(), "BATCH_SIZE": scores.shape[0], "NONE": 1}[self.normalization]
+            divisor = {"FULL": target.numel(), "VALID": target.numel(), "BATCH_SIZE": scores.shape[0],
+                       "NONE": 1}[self.normalization]
             loss = total / max(divisor, 1)
         if self.with_prob:
             return loss, F.softmax(scores, self.axis)
@@ -273,7 +309,7 @@ class SoftmaxWithLoss(nn.Module):
 
 class EuclideanLoss(nn.Module):
     def forward(self, a, b):
-        return (a - b).pow(2).sum() / (2 * a.shape[0])
+        return (a - b.reshape(a.shape)).pow(2).sum() / (2 * a.shape[0])
 
 
 class Accuracy(nn.Module):

@@ -53,6 +53,19 @@ def _param_axes(shape, axis, num_axes, block):
     return axis, tuple(shape[axis:end])
 
 
+def _affine_shape(shapes, p, block):
+    """(axis, shape of gamma/beta): spanning [axis, axis + num_axes) of the input, or the second bottom's
+    shape, which must then equal the input's axes from `axis` on (num_axes is ignored, as in Caffe)."""
+    if len(shapes) == 1:
+        return _param_axes(shapes[0], p["axis"], p["num_axes"], block)
+    axis = _axis(p["axis"], shapes[0], path=(block, "axis"))
+    shape = tuple(shapes[1])
+    if tuple(shapes[0][axis:axis + len(shape)]) != shape:
+        raise ShapeError("the second bottom does not fit the input", expected=f"shape {list(shapes[0][axis:axis + len(shape)])}",
+                         found=f"shape {list(shape)}")
+    return axis, shape
+
+
 @register
 class Scale(Layer):
     """y = x * gamma (+ beta); gamma spans axes [axis, axis + num_axes), or is the second bottom."""
@@ -67,13 +80,7 @@ class Scale(Layer):
     kind = "norm"
 
     def _shape(self, shapes):
-        axis, shape = _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "scale_param")
-        if len(shapes) == 2:
-            shape = tuple(shapes[1])
-            if tuple(shapes[0][axis:axis + len(shape)]) != shape:
-                raise ShapeError("the scale bottom does not fit the input", expected=f"shape {list(shapes[0][axis:axis + len(shape)])}",
-                                 found=f"shape {list(shape)}")
-        return axis, shape
+        return _affine_shape(shapes, self.p, "scale_param")
 
     def param_shapes(self, shapes):
         _, shape = self._shape(shapes)
@@ -113,19 +120,17 @@ class Bias(Layer):
     kind = "norm"
 
     def param_shapes(self, shapes):
-        if len(shapes) == 2:
-            return {}
-        _, shape = _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "bias_param")
-        return {"bias": shape}
+        _, shape = _affine_shape(shapes, self.p, "bias_param")
+        return {} if len(shapes) == 2 else {"bias": shape}
 
     def infer(self, shapes):
-        _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "bias_param")
+        _affine_shape(shapes, self.p, "bias_param")
         return [tuple(shapes[0])]
 
     def build(self, shapes):
         from .modules import Bias as Module
-        axis, shape = _param_axes(shapes[0], self.p["axis"], self.p["num_axes"], "bias_param")
-        module = Module(shape if len(shapes) == 1 else None, axis)
+        axis, shape = _affine_shape(shapes, self.p, "bias_param")
+        module = Module(shape, axis, learn_bias=len(shapes) == 1)
         if module.bias is not None:
             fill(module.bias, self.p["filler"])
         return module

@@ -165,6 +165,9 @@ class Reshape(Layer):
             raise ShapeError("'axis'/'num_axes' do not fit the input", found=f"shape {shape}", path=("reshape_param",))
         if dims.count(-1) > 1:
             raise ShapeError("at most one -1 may be given in 'dim'", found=str(dims), path=("reshape_param", "shape"))
+        if any(d == 0 and axis + i >= len(shape) for i, d in enumerate(dims)):
+            raise ShapeError("a 0 in 'dim' copies an input axis that does not exist", found=f"shape {shape}",
+                             path=("reshape_param", "shape"))
         new = [shape[axis + i] if d == 0 else d for i, d in enumerate(dims)]
         out = shape[:axis] + new + shape[end:]
         if -1 in out:
@@ -180,4 +183,7 @@ class Reshape(Layer):
 
     def build(self, shapes):
         from .modules import Reshape as Module
-        return Module(self.infer(shapes)[0][1:])
+        p = self.p
+        axis = p["axis"] if p["axis"] >= 0 else len(shapes[0]) + 1 + p["axis"]
+        keeps_batch = axis > 0 or (p["num_axes"] != 0 and p["shape"]["dim"][:1] == [0])
+        return Module(self.infer(shapes)[0], keeps_batch)

@@ -179,14 +179,15 @@ class Convolution(_ConvBase):
         (kh, kw), stride, pad, dilation = self.geometry()
         channels = shapes[0][1]
         if self.p["connection_table"]:
-            module = MaskedConv2d(channels, self.p["num_output"], (kh, kw), stride, pad, dilation,
-                                  self.p["bias_term"], self.p["connection_table"])
+            module = _each_bottom(MaskedConv2d, len(shapes))(
+                channels, self.p["num_output"], (kh, kw), stride, pad, dilation, self.p["bias_term"],
+                self.p["connection_table"])
             self._init(module)
             module.apply_mask()
-            return _each_bottom(module, len(shapes))
-        module = nn.Conv2d(channels, self.p["num_output"], (kh, kw), stride, pad, dilation,
-                           self.p["group"], self.p["bias_term"])
-        return _each_bottom(self._init(module), len(shapes))
+            return module
+        module = _each_bottom(nn.Conv2d, len(shapes))(channels, self.p["num_output"], (kh, kw), stride, pad,
+                                                      dilation, self.p["group"], self.p["bias_term"])
+        return self._init(module)
 
 
 @register
@@ -210,16 +211,18 @@ class Deconvolution(_ConvBase):
     def build(self, shapes):
         import torch.nn as nn
         (kh, kw), stride, pad, dilation = self.geometry()
-        module = nn.ConvTranspose2d(shapes[0][1], self.p["num_output"], (kh, kw), stride, pad, 0,
-                                    self.p["group"], self.p["bias_term"], dilation)
-        return _each_bottom(self._init(module), len(shapes))
+        module = _each_bottom(nn.ConvTranspose2d, len(shapes))(
+            shapes[0][1], self.p["num_output"], (kh, kw), stride, pad, 0, self.p["group"], self.p["bias_term"],
+            dilation)
+        return self._init(module)
 
 
-def _each_bottom(module, count):
+def _each_bottom(module_class, count):
+    """The module class for `count` bottoms: with several, one that convolves each with the same weights."""
     if count == 1:
-        return module
-    from .modules import EachBottom
-    return EachBottom(module)
+        return module_class
+    from .modules import EACH_BOTTOM
+    return EACH_BOTTOM[module_class]
 
 
 @register
@@ -278,6 +281,11 @@ class Pooling(Layer):
             o = (math.ceil(span / s) if ceil else span // s) + 1
             if p and (o - 1) * s >= size + p:
                 o -= 1
+            if (o - 1) * s - p >= size:
+                # Caffe clamps only with padding, and fills such a window with -FLT_MAX (MAX) or NaN (AVE).
+                raise ShapeError("the last pooling window would lie wholly outside the input", path=("pooling_param",),
+                                 expected="a kernel at least as large as the stride, padding, or round_mode FLOOR",
+                                 found=f"kernel {k}, stride {s} over size {size}")
             out.append(o)
         return [(shape[0], shape[1], out[0], out[1])]
 
@@ -289,6 +297,9 @@ class Pooling(Layer):
         import torch.nn as nn
         kernel, stride, pad = self.geometry(shapes[0])
         ceil = self.p["round_mode"] == "CEIL"
+        if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
+            from .modules import PaddedPool2d
+            return PaddedPool2d(self.p["pool"], kernel, stride, pad, self.infer(shapes)[0][2:])
         if self.p["pool"] == "MAX":
             return nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)
         return nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil, count_include_pad=True)
