@@ -28,10 +28,11 @@ def load_graph(path, phase="TRAIN", level=0, stages=()) -> Graph:
     return build_graph(expand_file(path), net_state(phase, level, stages))
 
 
-def summarize(path_or_graph, phase="TRAIN", level=0, stages=()) -> NetInfo:
-    """Shapes, parameters, MACs and connections of every layer, without building anything."""
+def summarize(path_or_graph, phase="TRAIN", level=0, stages=(), input_shapes=None) -> NetInfo:
+    """Shapes, parameters, MACs and connections of every layer, without building anything.
+    `input_shapes` ({blob: shape}) overrides the shapes the net's source layers declare."""
     graph = path_or_graph if isinstance(path_or_graph, Graph) else load_graph(path_or_graph, phase, level, stages)
-    return infer(graph)
+    return infer(graph, input_shapes)
 
 
 def compile_info(info: NetInfo, share_with=None):
@@ -39,6 +40,6 @@ def compile_info(info: NetInfo, share_with=None):
     return compile_graph(info.graph, info, share_with)
 
 
-def load_net(path, phase="TRAIN", level=0, stages=(), share_with=None):
+def load_net(path, phase="TRAIN", level=0, stages=(), share_with=None, input_shapes=None):
     """A torch.fx GraphModule for one phase of a net file; forward(**input_blobs) -> {blob: tensor}."""
-    return compile_info(summarize(path, phase, level, stages), share_with)
+    return compile_info(summarize(path, phase, level, stages, input_shapes), share_with)

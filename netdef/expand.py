@@ -76,6 +76,8 @@ def _eval(node, scope):
         return [_eval(e, scope) for e in node.elts]
     if isinstance(node, ast.Subscript):
         return _eval(node.value, scope)[_eval(node.slice, scope)]
+    if isinstance(node, ast.Slice):
+        return slice(*(None if part is None else _eval(part, scope) for part in (node.lower, node.upper, node.step)))
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
         return _FUNCTIONS[node.func.id](*[_eval(a, scope) for a in node.args])
     raise TemplateError(f"'{ast.unparse(node)}' is not allowed in a template")
@@ -154,9 +156,11 @@ class _Expander:
                     # An instance's own name, top and arguments are resolved per repetition (they may use i).
                     late = ("name", "top", "with") if "use" in entry else ()
                     entry = {k: (v if k in late else substitute(v, scope)) for k, v in entry.items()}
+                if not entry.pop("if", True):
+                    continue
                 if "use" in entry:
                     self.instance(entry, origin, scope, depth)
-                elif entry.pop("if", True):
+                else:
                     if scope is not None and via:
                         self.problems += layer_problems(entry, origin, templates=False)
                     self.layers.append(entry)
@@ -187,7 +191,7 @@ class _Expander:
             name = substitute(use["name"], scope)
             if repeat > 1 and name == use["name"]:
                 name = f"{name}_{k}"
-            top = substitute(use["top"], scope) if use.get("top") and (k == repeat or "${" in use["top"]) else name
+            top = self._top(use, scope, k, repeat, name)
             args = {key: substitute(given.get(key, default), scope) for key, default in block.args.items()}
             missing = [key for key, value in args.items() if value is None]
             for key in missing:
@@ -206,6 +210,19 @@ class _Expander:
                     if rule in use and rule not in layer:
                         layer[rule] = use[rule]
             bottom = top
+
+    @staticmethod
+    def _top(use, scope, k, repeat, name):
+        """The instance's top. A repeated instance's top that is the same for every repetition (a literal,
+        or a template that does not use i/letter, such as `${top}` inside a block) belongs to the last
+        instance; the others are named after themselves."""
+        if not use.get("top"):
+            return name
+        top = substitute(use["top"], scope)
+        if k == repeat:
+            return top
+        varies = "${" in use["top"] and top != substitute(use["top"], {**scope, "i": repeat, "letter": chr(ord("a") + repeat - 1)})
+        return top if varies else name
 
     def _check_produces(self, top, first, block, origin, name):
         produced = {t for layer in self.layers[first:] for t in _as_list(layer.get("top"))}

@@ -59,6 +59,9 @@ class Field:
                     schema = {"anyOf": [item, {"type": "array", "items": item}]}
         else:
             schema = dict(item)
+        if templates and (self.kind == "block" or self.list_of):
+            # A whole mapping or list may come from a block argument: `connection_table: ${table}`.
+            schema = {"anyOf": [schema, TEMPLATE]}
         if self.doc:
             schema["description"] = self.doc
         if self.default is not None and self.kind != "block":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import NetdefError
+from .errors import NetdefError, Problem
 from .graph import Graph
 from .layers.base import ShapeError, numel
 
@@ -60,8 +60,15 @@ class NetInfo:
         return next(r for r in self.layers if r.name == name)
 
 
-def infer(graph: Graph) -> NetInfo:
-    """Shape-propagate a graph; raises NetdefError listing every layer whose inputs do not fit."""
+def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
+    """Shape-propagate a graph; raises NetdefError listing every layer whose inputs do not fit.
+    `input_shapes` (blob -> shape) replaces the shapes that source layers (Input, Data, ...) declare,
+    e.g. to build a net at batch 1 or a smaller resolution."""
+    input_shapes = dict(input_shapes or {})
+    unknown = sorted(set(input_shapes) - set(graph.inputs))
+    if unknown:
+        raise NetdefError(Problem(f"input_shapes names '{unknown[0]}', which is not an input of the net",
+                                  expected=", ".join(graph.inputs) or "no inputs", found=unknown[0]))
     info = NetInfo(graph)
     shapes = info.blob_shapes
     shared = {}  # ParamSpec name -> (owner layer, shape)
@@ -72,6 +79,8 @@ def infer(graph: Graph) -> NetInfo:
         in_shapes = [shapes[b] for b in spec.bottoms]
         try:
             outs = [tuple(int(d) for d in s) for s in spec.impl.infer(in_shapes)]
+            if spec.impl.is_source:
+                outs = [tuple(input_shapes.get(top, out)) for top, out in zip(spec.tops, outs)]
             blobs = spec.impl.param_shapes(in_shapes)
         except ShapeError as exc:
             problems.append(spec.problem(exc.message, exc.path, expected=exc.expected, found=exc.found))

@@ -61,14 +61,18 @@ def layer_schema(cls, templates=False) -> dict:
     if cls.__doc__:
         schema["description"] = cls.__doc__.strip().splitlines()[0]
     if templates:
-        schema["properties"]["if"] = {"anyOf": [{"type": "boolean"}, TEMPLATE],
-                                      "description": "inside a block: keep this layer only if true"}
+        schema["properties"]["if"] = IF_SCHEMA
     return schema
+
+
+IF_SCHEMA = {"anyOf": [{"type": "boolean"}, TEMPLATE], "description": "inside a block: keep this entry only if true"}
 
 
 def use_schema(templates=True) -> dict:
     schema = block_schema(USE_FIELDS, templates)
     schema["properties"]["with"] = {"type": "object", "description": USE_FIELDS["with"].doc}
+    if templates:
+        schema["properties"]["if"] = IF_SCHEMA
     return schema
 
 

@@ -341,3 +341,47 @@ class ArgMax(nn.Module):
             return out
         values, indices = x.topk(self.top_k, self.axis)
         return values if self.out_max_val else indices.to(x.dtype)
+
+
+class Subsampling(nn.Module):
+    """LeNet-5's S2/S4: k x k window sum times a per-map coefficient, plus a per-map bias."""
+
+    def __init__(self, channels, kernel, stride, bias):
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.weight = nn.Parameter(torch.empty(channels))
+        self.bias = nn.Parameter(torch.empty(channels)) if bias else None
+
+    def forward(self, x):
+        window_sum = F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel * self.kernel)
+        out = window_sum * self.weight.view(1, -1, 1, 1)
+        return out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
+
+
+class RBF(nn.Module):
+    """Euclidean RBF units: y_i = sum_j (x_j - w_ij)^2, the input flattened from `axis`."""
+
+    def __init__(self, in_features, out_features, axis):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.axis = axis
+
+    def forward(self, x):
+        x = x.flatten(self.axis)
+        return (x.unsqueeze(-2) - self.weight).pow(2).sum(-1)
+
+
+class RBFLoss(nn.Module):
+    """Mean over the batch of the correct class's penalty, plus log(e^-j + sum_i e^-y_i) when j is given."""
+
+    def __init__(self, axis, j):
+        super().__init__()
+        self.axis, self.j = axis, j
+
+    def forward(self, penalties, label):
+        target = _labels(penalties, label, self.axis).unsqueeze(self.axis)
+        loss = penalties.gather(self.axis, target).squeeze(self.axis)
+        if self.j is not None:
+            competitors = torch.cat([-penalties, torch.full_like(target, -self.j, dtype=penalties.dtype)], self.axis)
+            loss = loss + torch.logsumexp(competitors, self.axis)
+        return loss.mean()
