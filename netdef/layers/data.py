@@ -1,4 +1,9 @@
-"""Data layers that read data sets: Data (MNIST IDX files), with Caffe's transform_param."""
+"""Data layers that read data sets: Data (MNIST IDX files), with Caffe's transform_param.
+
+A backend knows one file format: where a split's files are, the shape of one sample, and how to load the
+whole split as (uint8 images N x C x H x W, int64 labels N). Batching and transforms are shared
+(netdef/readers.py), so a new format is one backend class added to BACKENDS.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +13,7 @@ from .base import Layer, ShapeError, register
 
 TRANSFORM_FIELDS = {
     "scale": Float(1.0, "multiply pixels by this after mean subtraction (MNIST: 0.00390625)"),
-    "mirror": Bool(False, "random horizontal flips (TRAIN)"),
+    "mirror": Bool(False, "random horizontal flips (TRAIN only; Caffe also flips in TEST)"),
     "crop_size": Int(0, "random crop (TRAIN) or center crop (TEST) of this size; 0: none", minimum=0),
     "mean_value": Float(None, "subtract per channel (one value for all, or one per channel)", repeated=True),
     "pad": Int(0, "zero-pad each image by this many pixels on every side (netdef; LeNet-5 1998: 2)", minimum=0),
@@ -31,6 +36,41 @@ def idx_files(folder: Path, split: str):
     return tuple(found)
 
 
+class IdxBackend:
+    """MNIST's IDX files: `<split>-images-idx3-ubyte[.gz]` and `<split>-labels-idx1-ubyte[.gz]` in a folder."""
+
+    def __init__(self, folder: Path, split: str):
+        self.folder, self.split = folder, split
+
+    def sample_shape(self) -> tuple:
+        """(channels, height, width) of one stored image, read from the file header."""
+        from ..idx import IdxError, idx_shape
+        images, _ = idx_files(self.folder, self.split)
+        try:
+            dims = idx_shape(images)
+        except (IdxError, OSError) as exc:
+            raise ShapeError(str(exc), path=("data_param", "source")) from None
+        return (1,) + tuple(dims[1:]) if len(dims) == 3 else tuple(dims[1:])
+
+    def load(self):
+        from ..idx import IdxError, read_idx
+        images_file, labels_file = idx_files(self.folder, self.split)
+        try:
+            images, labels = read_idx(images_file), read_idx(labels_file)
+        except (IdxError, OSError) as exc:
+            raise ShapeError(str(exc), path=("data_param", "source")) from None
+        if images.dim() == 3:
+            images = images.unsqueeze(1)
+        if images.shape[0] != labels.shape[0]:
+            raise ShapeError("the images and labels files hold different numbers of samples",
+                             expected=f"{images.shape[0]} labels", found=str(labels.shape[0]),
+                             path=("data_param", "source"))
+        return images, labels.long()
+
+
+BACKENDS = {"IDX": IdxBackend}  # data_param.backend -> class(folder, split)
+
+
 @register
 class Data(Layer):
     """Reads a data set into memory and serves batches: TRAIN shuffles each epoch, TEST reads in order."""
@@ -39,7 +79,7 @@ class Data(Layer):
         "data_param": {
             "source": Str(None, "folder of the data set (relative to this net file)", required=True),
             "batch_size": Int(None, "samples per batch", required=True, minimum=1),
-            "backend": Enum(["IDX"], "IDX", "file format: IDX (MNIST)"),
+            "backend": Enum(sorted(BACKENDS), "IDX", "file format: IDX (MNIST)"),
             "split": Str("train", "IDX: file prefix of the split (train or t10k)"),
             "rand_skip": Int(0, "accepted for Caffe compatibility", minimum=0),
             "prefetch": Int(4, "accepted for Caffe compatibility", minimum=0),
@@ -54,22 +94,21 @@ class Data(Layer):
     def source(self) -> Path:
         return self.spec.base_dir / self.p["source"]
 
-    def files(self):
+    def backend(self):
         folder = self.source()
         if not folder.is_dir():
             raise ShapeError(f"data source '{self.p['source']}' is not a folder (looked at {folder})",
                              path=("data_param", "source"))
-        return idx_files(folder, self.p["split"])
+        return BACKENDS[self.p["backend"]](folder, self.p["split"])
 
     def sample_shape(self):
-        from ..idx import IdxError, idx_shape
-        images, _ = self.files()
-        try:
-            dims = idx_shape(images)
-        except (IdxError, OSError) as exc:
-            raise ShapeError(str(exc), path=("data_param", "source")) from None
-        channels, height, width = (1,) + tuple(dims[1:]) if len(dims) == 3 else tuple(dims[1:])
+        channels, height, width = self.backend().sample_shape()
         t = self.params["transform_param"]
+        means = t["mean_value"] or []
+        if len(means) > 1 and len(means) != channels:
+            raise ShapeError("give one 'mean_value' for all channels or one per channel",
+                             expected=f"1 or {channels} values", found=str(len(means)),
+                             path=("transform_param", "mean_value"))
         height, width = height + 2 * t["pad"], width + 2 * t["pad"]
         if t["crop_size"]:
             if t["crop_size"] > min(height, width):
@@ -84,9 +123,10 @@ class Data(Layer):
 
     def load(self):
         """The whole split in memory: (uint8 images N x C x H x W, int64 labels N)."""
-        from ..idx import read_idx
-        images_file, labels_file = self.files()
-        images, labels = read_idx(images_file), read_idx(labels_file)
-        if images.dim() == 3:
-            images = images.unsqueeze(1)
-        return images, labels.long()
+        return self.backend().load()
+
+    def reader(self, phase, seed, device):
+        from ..readers import image_reader
+        images, labels = self.load()
+        return image_reader(images, labels, len(self.spec.tops), batch_size=self.p["batch_size"],
+                            transform_param=self.params["transform_param"], phase=phase, seed=seed, device=device)

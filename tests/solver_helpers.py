@@ -1,0 +1,80 @@
+"""Small real files for solver tests: a tiny conv net on the bundled MNIST digits, solver files, and
+running `netdef` in this process or as a real subprocess."""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from netdef.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST5K = REPO / "data" / "mnist5k"
+
+TINY_NET = """\
+name: Tiny
+layers:
+  - {{name: mnist, type: Data, top: [data, label], include: {{phase: TRAIN}},
+     transform_param: {train_transform}, data_param: {{source: {source}, split: train, batch_size: {batch}}}}}
+  - {{name: mnist, type: Data, top: [data, label], include: {{phase: TEST}},
+     transform_param: {test_transform}, data_param: {{source: {source}, split: t10k, batch_size: 50}}}}
+  - {{name: conv1, type: Convolution, bottom: data, top: conv1, param: [{{lr_mult: 1}}, {{lr_mult: 2}}],
+     convolution_param: {{num_output: 4, kernel_size: 5, stride: 2, weight_filler: {{type: xavier}}}}}}
+  - {{name: pool1, type: Pooling, bottom: conv1, top: pool1, pooling_param: {{pool: MAX, kernel_size: 2, stride: 2}}}}
+  - {{name: ip1, type: InnerProduct, bottom: pool1, top: ip1,
+     inner_product_param: {{num_output: {hidden}, weight_filler: {{type: xavier}}}}}}
+  - {{name: relu1, type: ReLU, bottom: ip1, top: ip1}}
+  - {{name: drop1, type: Dropout, bottom: ip1, top: ip1, dropout_param: {{dropout_ratio: 0.2}}}}
+  - {{name: ip2, type: InnerProduct, bottom: ip1, top: ip2,
+     inner_product_param: {{num_output: 10, weight_filler: {{type: xavier}}}}}}
+  - {{name: accuracy, type: Accuracy, bottom: [ip2, label], top: accuracy, include: {{phase: TEST}}}}
+  - {{name: loss, type: SoftmaxWithLoss, bottom: [ip2, label], top: loss}}
+"""
+
+SCALE = "{scale: 0.00390625}"
+AUGMENTED = "{scale: 0.00390625, pad: 2, crop_size: 28, mirror: true}"
+
+
+def write_tiny_net(folder: Path, name="tiny.yaml", *, batch=16, hidden=16, train_transform=SCALE,
+                   test_transform=SCALE) -> Path:
+    path = Path(folder) / name
+    path.write_text(TINY_NET.format(source=MNIST5K, batch=batch, hidden=hidden, train_transform=train_transform,
+                                    test_transform=test_transform), encoding="utf-8")
+    return path
+
+
+def write_solver(folder: Path, name="solver.yaml", **fields) -> Path:
+    """A solver for tiny.yaml; `fields` override or add solver fields (None removes one)."""
+    values = {"net": "tiny.yaml", "test_iter": 2, "test_interval": 10, "base_lr": 0.01, "momentum": 0.9,
+              "weight_decay": 5e-4, "lr_policy": "inv", "gamma": 1e-4, "power": 0.75, "display": 5,
+              "max_iter": 10, "snapshot_prefix": "snaps/tiny", "random_seed": 7, "log_dir": "runs", "device": "cpu"}
+    values.update(fields)
+    values = {k: v for k, v in values.items() if v is not None}
+    path = Path(folder) / name
+    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_netdef(*args) -> tuple:
+    """`netdef ARGS` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def spawn_netdef(*args, cwd=None) -> subprocess.Popen:
+    """`netdef ARGS` as a real child process, its output on a pipe, one torch thread (CI has 2 cores)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "netdef", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def snapshot_weights(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["weights"]
