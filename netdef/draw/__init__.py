@@ -1,0 +1,65 @@
+"""Drawing nets (`netdef draw`): what Caffe's draw_net.py draws, plus shapes and costs on every node,
+laid out in pure Python, written as SVG, a self-contained HTML page, DOT, PNG or PDF.
+
+    from netdef.draw import draw_file
+    draw_file("nets/lenet.yaml", "lenet.html", rankdir="TB", phase="ALL")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import NetdefError, Problem
+from .model import PHASES, Drawing, add_phase, human, mark_phases
+
+FORMATS = ("svg", "html", "dot", "png", "pdf")
+RANKDIRS = ("TB", "LR", "BT", "RL")
+
+
+def build_drawing(path, phase="ALL", collapse_blocks=False, level=0, stages=()) -> Drawing:
+    """The nodes and edges of one phase of a net file, or of both merged (phase ALL)."""
+    from ..api import summarize
+    phases = PHASES if phase == "ALL" else (phase,)
+    infos = [info for info in (summarize(path, p, level, stages) for p in phases) if info.layers]
+    drawing = Drawing(infos[0].graph.name if infos else Path(path).stem)
+    for info in infos:
+        add_phase(drawing, info, collapse_blocks)
+    mark_phases(drawing, [info.graph.state.phase for info in infos])
+    drawing.summaries = [f"{info.graph.state.phase}: {len(info.layers)} layers, {human(info.total_params)} params, "
+                         f"{human(info.total_macs)} MACs per sample" for info in infos]
+    return drawing
+
+
+def format_of(output, fmt=None) -> str:
+    fmt = (fmt or Path(output).suffix.lstrip(".")).lower()
+    if fmt not in FORMATS:
+        raise NetdefError(Problem(f"cannot tell the drawing format of '{output}'",
+                                  expected=f"--format or an extension: {', '.join(FORMATS)}", found=fmt or "none"))
+    return fmt
+
+
+def write_drawing(drawing: Drawing, output, fmt: str, rankdir="TB"):
+    from .scene import COLORS, build_scene
+    if fmt == "dot":
+        from .dot import to_dot
+        Path(output).write_text(to_dot(drawing, rankdir), encoding="utf-8")
+        return
+    scene = build_scene(drawing, rankdir)
+    if fmt in ("png", "pdf"):
+        from .raster import render
+        render(scene, output, fmt)
+    elif fmt == "svg":
+        from .svg import to_svg
+        Path(output).write_text(to_svg(scene), encoding="utf-8")
+    else:
+        from .svg import to_html
+        kinds = {node.kind for node in drawing.nodes.values()}
+        legend = {kind: color for kind, color in COLORS.items() if kind in kinds}
+        details = [drawing.nodes[group.id].details for group in scene.groups]
+        Path(output).write_text(to_html(scene, details, "; ".join(drawing.summaries), legend), encoding="utf-8")
+
+
+def draw_file(path, output, fmt=None, rankdir="TB", phase="ALL", collapse_blocks=False, level=0, stages=()) -> Drawing:
+    fmt = format_of(output, fmt)
+    drawing = build_drawing(path, phase, collapse_blocks, level, stages)
+    write_drawing(drawing, output, fmt, rankdir)
+    return drawing
