@@ -46,7 +46,7 @@ class _Tokens:
             if match.lastgroup != "space":
                 self.items.append((match.lastgroup, match.group(), pos))
             position = match.end()
-        self.end = Pos(file, line + 1, len(text) - line_starts[line] + 1)
+        self.end = Pos(file, len(line_starts), len(text) - line_starts[-1] + 1)
 
     def peek(self):
         return self.items[self.index] if self.index < len(self.items) else (None, None, self.end)
