@@ -34,8 +34,9 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.pos}: " if self.pos else ""
         who = ""
-        if self.layer is not None:
-            who = f"layer '{self.layer}'" + (f" ({self.layer_type})" if self.layer_type else "") + ": "
+        if self.layer is not None or self.layer_type is not None:
+            who = (f"layer '{self.layer}'" if self.layer is not None else "unnamed layer") + \
+                (f" ({self.layer_type})" if self.layer_type else "") + ": "
         text = where + who + self.message
         detail = [part for part in (f"expected {self.expected}" if self.expected else None,
                                     f"found {self.found}" if self.found else None) if part]
@@ -76,11 +77,33 @@ class NetdefError(Exception):
 
 
 def did_you_mean(word, candidates) -> str | None:
-    """A 'did you mean' hint for a misspelt key, type or blob name, or None when nothing is close."""
-    matches = difflib.get_close_matches(str(word), [str(c) for c in candidates], n=3, cutoff=0.6)
+    """A 'did you mean' hint for a misspelt key, type or blob name, or None when nothing is close.
+    Case is ignored when comparing, so Caffe's V1 spelling `INNER_PRODUCT` finds `InnerProduct`."""
+    matches = close_matches(word, candidates)
     if not matches:
         return None
     return "did you mean " + " or ".join(f"'{m}'" for m in matches) + "?"
+
+
+def close_matches(word, candidates) -> list:
+    """Up to three candidates close to `word`, best first, ignoring case and underscores; candidates
+    clearly worse than the best are left out ('kernel_szie' suggests 'kernel_size', not 'kernel_h')."""
+    by_folded = {}
+    for candidate in map(str, candidates):
+        by_folded.setdefault(_fold(candidate), candidate)
+    folded = _fold(str(word))
+    matches = difflib.get_close_matches(folded, by_folded, n=3, cutoff=0.6)
+    scores = [difflib.SequenceMatcher(None, folded, m).ratio() for m in matches]
+    return [by_folded[m] for m, score in zip(matches, scores) if score >= scores[0] - 0.1]
+
+
+def _fold(word: str) -> str:
+    return word.lower().replace("_", "")
+
+
+def count(n: int, noun: str) -> str:
+    """'1 value', '3 values'."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def show(value) -> str:

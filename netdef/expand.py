@@ -9,7 +9,6 @@ its arguments plus `name` (instance name), `bottom`, `top` (default: the instanc
 from __future__ import annotations
 
 import ast
-import copy
 import operator
 import re
 from dataclasses import dataclass
@@ -32,7 +31,11 @@ _FUNCTIONS = {"min": min, "max": max, "int": int, "float": float, "str": str, "l
 
 
 class TemplateError(Exception):
-    pass
+    """A template that cannot be evaluated; `path` says where inside the entry it was written."""
+
+    def __init__(self, message, path=()):
+        super().__init__(message)
+        self.path = tuple(path)
 
 
 def evaluate(expression: str, scope: dict):
@@ -84,17 +87,23 @@ def _eval(node, scope):
     raise TemplateError(f"'{ast.unparse(node)}' is not allowed in a template")
 
 
-def substitute(value, scope: dict):
-    """Resolve every template in a (nested) value."""
+def substitute(value, scope: dict, path=()):
+    """Resolve every template in a (nested) value; a TemplateError carries the failing value's path
+    (`path` is the value's own path, for that purpose)."""
     if isinstance(value, dict):
-        return {k: substitute(v, scope) for k, v in value.items()}
+        return {k: substitute(v, scope, path + (k,)) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute(v, scope) for v in value]
+        return [substitute(v, scope, path + (i,)) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
-        whole = _WHOLE.match(value)
-        if whole:
-            return evaluate(whole.group(1), scope)
-        return _TEMPLATE.sub(lambda m: str(evaluate(m.group(1), scope)), value)
+        try:
+            whole = _WHOLE.match(value)
+            if whole:
+                return evaluate(whole.group(1), scope)
+            return _TEMPLATE.sub(lambda m: str(evaluate(m.group(1), scope)), value)
+        except TemplateError as exc:
+            raise TemplateError(str(exc), path) from None
+        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            raise TemplateError(f"cannot evaluate '{value}': {exc}", path) from None
     return value
 
 
@@ -156,7 +165,7 @@ class _Expander:
                 if scope is not None:
                     # An instance's own name, top and arguments are resolved per repetition (they may use i).
                     late = ("name", "top", "with") if "use" in entry else ()
-                    entry = {k: (v if k in late else substitute(v, scope)) for k, v in entry.items()}
+                    entry = {k: (v if k in late else substitute(v, scope, (k,))) for k, v in entry.items()}
                 if not entry.pop("if", True):
                     continue
                 if "use" in entry:
@@ -167,7 +176,8 @@ class _Expander:
                     self.layers.append(entry)
                     self.origins.append(origin)
             except TemplateError as exc:
-                self.problems.append(Problem(str(exc), origin.pos(), layer=entry.get("name"), via=via))
+                self.problems.append(Problem(str(exc), origin.pos(exc.path), layer=_shown_name(entry, scope),
+                                             via=via))
 
     def instance(self, use, origin: Origin, outer_scope, depth):
         block = self.blocks.get(use["use"])
@@ -176,8 +186,10 @@ class _Expander:
                                          layer=use["name"], hint=did_you_mean(use["use"], self.blocks)))
             return
         if depth >= MAX_DEPTH:
-            self.problems.append(Problem(f"blocks nested deeper than {MAX_DEPTH} (does block '{block.name}' "
-                                         "use itself?)", origin.pos(), layer=use["name"]))
+            # Only the outermost instance is named: the chain of 32 nested ones would bury the message.
+            self.problems.append(Problem(f"block '{block.name}' is nested deeper than {MAX_DEPTH} levels (does it "
+                                         "use itself without an 'if:' that stops it?)", origin.pos(("use",)),
+                                         via=origin.via[-1:]))
             return
         given = use.get("with") or {}
         unknown = [k for k in given if k not in block.args]
@@ -193,7 +205,8 @@ class _Expander:
             if repeat > 1 and name == use["name"]:
                 name = f"{name}_{k}"
             top = self._top(use, scope, k, repeat, name)
-            args = {key: substitute(given.get(key, default), scope) for key, default in block.args.items()}
+            args = {key: substitute(given.get(key, default), scope, ("with", key))
+                    for key, default in block.args.items()}
             missing = [key for key, value in args.items() if value is None]
             for key in missing:
                 self.problems.append(Problem(f"block '{block.name}' needs argument '{key}'",
@@ -203,13 +216,15 @@ class _Expander:
                 return
             inner_scope = {**args, "name": name, "bottom": bottom, "top": top}
             via = ((block.name, name, origin.pos(("use",))),) + origin.via
-            before = len(self.layers)
+            before, problems_before = len(self.layers), len(self.problems)
             self.entries(block.layers, block.source, block.path + ("layers",), via, inner_scope, depth + 1)
+            if len(self.problems) > problems_before:
+                return  # what the instance produces is unknown once its expansion failed
             self._check_produces(top, before, block, origin, name)
             for layer in self.layers[before:]:
                 for rule in ("include", "exclude"):
                     if rule in use and rule not in layer:
-                        layer[rule] = copy.deepcopy(use[rule])  # one object per layer: no YAML aliases in `expand`
+                        layer[rule] = use[rule]
             bottom = top
 
     @staticmethod
@@ -240,6 +255,14 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+def _shown_name(entry, scope):
+    """An entry's name for messages: resolved when its own template allows."""
+    try:
+        return substitute(entry.get("name"), scope or {})
+    except TemplateError:
+        return entry.get("name")
+
+
 def expand(data, source: Source) -> ExpandedNet:
     """Validate a loaded net file and expand its blocks; raises NetdefError with every problem."""
     validate_document(data, source)
@@ -248,6 +271,8 @@ def expand(data, source: Source) -> ExpandedNet:
         problems.append(Problem("a net file needs a 'layers' list", source.pos(()), expected="'layers:'"))
     file = Path(source.file)
     blocks = _load_blocks(data, source, file, {file.resolve()}, problems)
+    if problems:
+        raise NetdefError(problems)  # instances of blocks that failed to load would only add noise
     expander = _Expander(blocks)
     expander.entries(data.get("layers") or [], source, ("layers",), (), None, 0)
     problems += expander.problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import NetdefError, Problem, did_you_mean
+from .errors import NetdefError, Problem, count, did_you_mean
 from .expand import ExpandedNet
 from .fields import apply_defaults
 from .layers import LAYERS
@@ -102,8 +102,14 @@ def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
         spec.loss_weights = [float(w) for w in _as_list(weights)]
         if len(spec.loss_weights) != len(tops):
             problems.append(spec.problem("one 'loss_weight' per top is needed", ("loss_weight",),
-                                         expected=f"{len(tops)} values", found=str(len(spec.loss_weights))))
+                                         expected=count(len(tops), "value"), found=str(len(spec.loss_weights))))
     spec.propagate_down = [bool(v) for v in _as_list(raw.get("propagate_down"))] or [True] * len(bottoms)
+    if len(spec.propagate_down) != len(bottoms):
+        problems.append(spec.problem("one 'propagate_down' per bottom is needed", ("propagate_down",),
+                                     expected=count(len(bottoms), "value"), found=str(len(spec.propagate_down))))
+    if raw.get("include") and raw.get("exclude"):
+        problems.append(spec.problem("a layer takes 'include' or 'exclude' rules, not both (as in Caffe)",
+                                     ("exclude",), key=True))
     spec.impl = cls(spec)
     _check_arity(spec, cls, problems)
     for rel, message, expected, found in spec.impl.check():
@@ -114,9 +120,10 @@ def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
 def _check_arity(spec: LayerSpec, cls, problems):
     for what, names, (low, high) in (("bottom", spec.bottoms, cls.bottoms), ("top", spec.tops, cls.tops)):
         if len(names) < low or (high is not None and len(names) > high):
-            expected = f"{low}" if low == high else (f"at least {low}" if high is None else f"{low} to {high}")
-            problems.append(spec.problem(f"wrong number of {what}s", (what,),
-                                         expected=f"{expected} {what}(s)", found=str(len(names))))
+            expected = count(low, what) if low == high else \
+                (f"at least {count(low, what)}" if high is None else f"{low} to {high} {what}s")
+            problems.append(spec.problem(f"wrong number of {what}s", (what,), expected=expected,
+                                         found=str(len(names))))
 
 
 def build_graph(net: ExpandedNet, state: NetState = NetState()) -> Graph:
@@ -128,32 +135,34 @@ def build_graph(net: ExpandedNet, state: NetState = NetState()) -> Graph:
             continue
         spec = _make_spec(raw, origin, problems)
         if spec.name in seen_names:
+            first = seen_names[spec.name]
+            where = f"line {first.line}" if first.file == spec.origin.source.file else str(first)
             problems.append(spec.problem(f"layer name '{spec.name}' is used twice in phase {state.phase} "
-                                         f"(first at {seen_names[spec.name]})", ("name",)))
+                                         f"(first at {where})", ("name",)))
         seen_names[spec.name] = spec.origin.pos()
         specs.append(spec)
     graph = Graph(net.name, state, specs)
-    _wire(graph, net, problems)
+    _wire(graph, problems)
     if problems:
         raise NetdefError(problems)
     return graph
 
 
-def _later_producer(net: ExpandedNet, blob, state):
-    for raw in net.layers:
-        if included(raw, state) and blob in _as_list(raw.get("top")):
-            return raw["name"]
-    return None
+def _later_producer(graph: Graph, index: int, blob):
+    return next((spec.name for spec in graph.layers[index + 1:] if blob in spec.tops), None)
 
 
-def _wire(graph: Graph, net: ExpandedNet, problems: list):
+def _wire(graph: Graph, problems: list):
     available = {}  # blob -> producing layer, for blobs not yet consumed
     produced = {}  # blob -> first producer
     has_loss = any(any(spec.loss_weights) for spec in graph.layers)
+    reported = len(problems)
     for index, spec in enumerate(graph.layers):
+        missing = set()
         for j, bottom in enumerate(spec.bottoms):
             if bottom not in produced:
-                later = _later_producer(net, bottom, graph.state)
+                missing.add(bottom)
+                later = _later_producer(graph, index, bottom)
                 if later is not None:
                     problems.append(spec.problem(f"bottom '{bottom}' is produced only by a later layer "
                                                  f"'{later}' (layers run in file order; a cycle?)", ("bottom", j)))
@@ -163,6 +172,8 @@ def _wire(graph: Graph, net: ExpandedNet, problems: list):
                 continue
             available.pop(bottom, None)
         for j, top in enumerate(spec.tops):
+            if top in missing:
+                continue  # an in-place layer on a missing blob does not create it
             if top in produced and top not in spec.bottoms:
                 problems.append(spec.problem(f"top '{top}' is already produced by layer '{produced[top]}' "
                                              "(only an in-place layer, with top equal to bottom, may reuse it)",
@@ -173,7 +184,8 @@ def _wire(graph: Graph, net: ExpandedNet, problems: list):
         if spec.impl.is_source:
             graph.inputs += [t for t in spec.tops if t not in graph.inputs]
     graph.outputs = sorted(available)
-    if has_loss:
+    # After another problem (a misspelt bottom) some tops only look unused; report the cause alone.
+    if has_loss and len(problems) == reported:
         for blob, spec in sorted(available.items()):
             j = spec.tops.index(blob)
             if not spec.loss_weights[j] and not spec.impl.is_source and spec.impl.kind not in ("metric",):

@@ -83,12 +83,18 @@ def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
                 outs = [tuple(input_shapes.get(top, out)) for top, out in zip(spec.tops, outs)]
             blobs = spec.impl.param_shapes(in_shapes)
         except ShapeError as exc:
-            problems.append(spec.problem(exc.message, exc.path, expected=exc.expected, found=exc.found))
+            # A shape rule that names no field is about the inputs: point at the bottoms.
+            problems.append(spec.problem(exc.message, exc.path or ("bottom",), expected=exc.expected,
+                                         found=exc.found))
             continue
-        for top, shape in zip(spec.tops, outs):
-            if any(d <= 0 for d in shape):
-                problems.append(spec.problem(f"output '{top}' would have shape {list(shape)}", ("top",),
-                                             hint="the input is too small for this kernel/stride"))
+        empty = [(top, shape) for top, shape in zip(spec.tops, outs) if any(d <= 0 for d in shape)]
+        for top, shape in empty:
+            source = f"the input {list(in_shapes[0])}" if in_shapes else "the input"
+            problems.append(spec.problem(f"output '{top}' would be empty", ("top",), expected="positive sizes",
+                                         found=f"shape {list(shape)}",
+                                         hint=f"{source} is too small for this kernel/stride"))
+        if empty:
+            continue  # later layers would only repeat the problem
         params = trainable = 0
         learnable = spec.impl.learnable_blobs(in_shapes)
         for index, (blob, shape) in enumerate(blobs.items()):

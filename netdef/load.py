@@ -68,7 +68,9 @@ def _construct(node, path, source: Source, problems: list, scalars: _Loader):
                 continue
             key_pos = _mark(source, key_node.start_mark)
             if key in first_seen:
-                problems.append(Problem(f"duplicate key '{key}' (first at line {first_seen[key].line}); "
+                first = first_seen[key]
+                where = f"line {first.line}" + (f", column {first.col}" if first.line == key_pos.line else "")
+                problems.append(Problem(f"duplicate key '{key}' (first at {where}); "
                                         "YAML would silently keep only the last one", key_pos))
                 continue
             first_seen[key] = key_pos

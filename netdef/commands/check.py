@@ -2,8 +2,10 @@
 found (FILE:LINE:COL: ...) and exits with status 2."""
 from pathlib import Path
 
-from .. import summarize
+from .. import expand_file, summarize
+from ..api import net_state
 from ..errors import NetdefError, Problem
+from ..graph import build_graph
 from ..load import load_yaml
 
 
@@ -17,12 +19,21 @@ def is_solver(path) -> bool:
 
 
 def net_phases(path):
-    """Summaries of the TRAIN and TEST phases that hold layers."""
-    infos = []
+    """Summaries of the TRAIN and TEST phases that hold layers. Both phases are checked before any
+    problem is raised; a problem both phases share (a layer in both) is reported once."""
+    expanded = expand_file(path)
+    infos, problems = [], []
     for phase in ("TRAIN", "TEST"):
-        info = summarize(path, phase=phase)
+        try:
+            info = summarize(build_graph(expanded, net_state(phase)))
+        except NetdefError as exc:
+            reported = {problem.pos for problem in problems}
+            problems += [problem for problem in exc.problems if problem.pos is None or problem.pos not in reported]
+            continue
         if info.layers:
             infos.append(info)
+    if problems:
+        raise NetdefError(problems)
     return infos
 
 

@@ -20,14 +20,14 @@ def _pair(p, base, default):
     return (values[0], values[-1]) if len(values) <= 2 else (values[0], values[1])
 
 
-def _check_pairs(p, names):
+def _check_pairs(p, block, names):
     for base in names:
         short = {"kernel_size": "kernel"}.get(base, base)
         given = p.get(base) or []
         if given and (p.get(f"{short}_h") is not None or p.get(f"{short}_w") is not None):
-            yield ((base,), f"'{base}' cannot be combined with '{short}_h'/'{short}_w'", None, None)
+            yield ((block, base), f"'{base}' cannot be combined with '{short}_h'/'{short}_w'", None, None)
         if len(given) > 2:
-            yield ((base,), f"'{base}' has too many values for a 2-D layer", "1 or 2 values", str(len(given)))
+            yield ((block, base), f"'{base}' has too many values for a 2-D layer", "1 or 2 values", str(len(given)))
 
 
 def _spatial_input(shape, layer):
@@ -71,7 +71,7 @@ class _ConvBase(Layer):
 
     def check(self):
         p = self.p
-        yield from _check_pairs(p, ("kernel_size", "pad", "stride"))
+        yield from _check_pairs(p, "convolution_param", ("kernel_size", "pad", "stride"))
         if not p["kernel_size"] and (p["kernel_h"] is None or p["kernel_w"] is None):
             yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
         if p["num_output"] and p["num_output"] % p["group"]:
