@@ -8,6 +8,8 @@ batching and the transforms below are shared by all of them.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .errors import NetdefError
@@ -134,14 +136,13 @@ class InMemoryReader:
 
 
 def image_reader(images: torch.Tensor, labels: torch.Tensor, n_tops: int, *, batch_size: int,
-                 transform_param: dict, phase: str, seed: int, device) -> InMemoryReader:
+                 transform_param: dict, phase: str, seed: int, device, base_dir=".") -> InMemoryReader:
     """The reader of an image data set (uint8 N x C x H x W, int64 labels N) for a data layer with
-    `n_tops` tops (data, or data and label), applying the layer's transform_param."""
+    `n_tops` tops (data, or data and label), applying the layer's transform_param (a mean_file is
+    relative to `base_dir`)."""
+    from .augment import make_transform  # Transform plus mean_file and PCA lighting
     device = torch.device(device)
-    # The augmentation generator lives on the device so that random crops and flips never sync; it is
-    # seeded apart from the order generator so that turning mirroring on does not change the order.
-    augment = torch.Generator(device=device).manual_seed(seed + 1)
-    transform = Transform(transform_param, phase, augment)
+    transform = make_transform(transform_param, phase, seed, device, Path(base_dir))
     return InMemoryReader([images, labels][:n_tops], batch_size, shuffle=phase == "TRAIN", seed=seed,
                           device=device, transform=transform)
 

@@ -1,5 +1,5 @@
 """The layer catalogue. Importing this package registers every layer type in LAYERS."""
-from . import common, data, inputs, loss, neuron, norm, rbf, structure, subsampling, vision  # noqa: F401  (registration)
+from . import common, data, imagedata, inputs, loss, neuron, norm, rbf, structure, subsampling, vision  # noqa: F401  (registration)
 from .base import LAYERS, Layer, ShapeError, register
 
 __all__ = ["LAYERS", "Layer", "ShapeError", "register"]

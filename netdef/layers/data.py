@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fields import Bool, Enum, Float, Int, Str
+from ..cifar import BACKENDS as CIFAR_BACKENDS
+from .augmentation import AUGMENT_FIELDS, check_augment
 from .base import Layer, ShapeError, register
 
 TRANSFORM_FIELDS = {
@@ -17,6 +19,7 @@ TRANSFORM_FIELDS = {
     "crop_size": Int(0, "random crop (TRAIN) or center crop (TEST) of this size; 0: none", minimum=0),
     "mean_value": Float(None, "subtract per channel (one value for all, or one per channel)", repeated=True),
     "pad": Int(0, "zero-pad each image by this many pixels on every side (netdef; LeNet-5 1998: 2)", minimum=0),
+    **AUGMENT_FIELDS,
 }
 
 IDX_SPLIT_FILES = ("{split}-images-idx3-ubyte", "{split}-labels-idx1-ubyte")
@@ -68,7 +71,7 @@ class IdxBackend:
         return images, labels.long()
 
 
-BACKENDS = {"IDX": IdxBackend}  # data_param.backend -> class(folder, split)
+BACKENDS = {"IDX": IdxBackend, **CIFAR_BACKENDS}  # data_param.backend -> class(folder, split)
 
 
 @register
@@ -79,8 +82,8 @@ class Data(Layer):
         "data_param": {
             "source": Str(None, "folder of the data set (relative to this net file)", required=True),
             "batch_size": Int(None, "samples per batch", required=True, minimum=1),
-            "backend": Enum(sorted(BACKENDS), "IDX", "file format: IDX (MNIST)"),
-            "split": Str("train", "IDX: file prefix of the split (train or t10k)"),
+            "backend": Enum(sorted(BACKENDS), "IDX", "file format: IDX (MNIST), CIFAR10, CIFAR100 (fine labels), CIFAR100_COARSE"),
+            "split": Str("train", "IDX: file prefix of the split (train or t10k); CIFAR: train or test"),
             "rand_skip": Int(0, "accepted for Caffe compatibility", minimum=0),
             "prefetch": Int(4, "accepted for Caffe compatibility", minimum=0),
         },
@@ -109,6 +112,7 @@ class Data(Layer):
             raise ShapeError("give one 'mean_value' for all channels or one per channel",
                              expected=f"1 or {channels} values", found=str(len(means)),
                              path=("transform_param", "mean_value"))
+        check_augment(t, (channels, height, width), self.spec.base_dir)
         height, width = height + 2 * t["pad"], width + 2 * t["pad"]
         if t["crop_size"]:
             if t["crop_size"] > min(height, width):
@@ -129,4 +133,5 @@ class Data(Layer):
         from ..readers import image_reader
         images, labels = self.load()
         return image_reader(images, labels, len(self.spec.tops), batch_size=self.p["batch_size"],
-                            transform_param=self.params["transform_param"], phase=phase, seed=seed, device=device)
+                            transform_param=self.params["transform_param"], phase=phase, seed=seed, device=device,
+                            base_dir=self.spec.base_dir)
