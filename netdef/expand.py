@@ -9,6 +9,7 @@ its arguments plus `name` (instance name), `bottom`, `top` (default: the instanc
 from __future__ import annotations
 
 import ast
+import copy
 import operator
 import re
 from dataclasses import dataclass
@@ -224,7 +225,7 @@ class _Expander:
             for layer in self.layers[before:]:
                 for rule in ("include", "exclude"):
                     if rule in use and rule not in layer:
-                        layer[rule] = use[rule]
+                        layer[rule] = copy.deepcopy(use[rule])  # one object per layer: no YAML aliases in `expand`
             bottom = top
 
     @staticmethod

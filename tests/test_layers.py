@@ -215,6 +215,7 @@ CASES = [
     Case("Scale", {"scale_param": {"axis": 0, "num_axes": 0}}, [(2, 3)], id="scalar"),
     Case("Scale", {"scale_param": {"axis": 1, "bias_term": True}}, [(2, 3, 4), (3, 4)], id="bottom"),
     Case("Sigmoid", {}, [(3, 4)]),
+    Case("SigmoidCrossEntropyLoss", {"loss_param": {"ignore_label": -1}}, [(4, 3, 2), (4, 6)]),
     Case("Slice", {"slice_param": {"axis": 1, "slice_point": [1, 4]}}, [(2, 6, 3)], tops=3),
     Case("Slice", {"slice_param": {"slice_dim": 0}}, [(4, 3)], tops=2, id="equal"),
     Case("Softmax", {"softmax_param": {"axis": 2}}, [(2, 3, 4)]),
@@ -455,6 +456,22 @@ def test_softmax_loss_deprecated_normalize_and_all_ignored(tmp_path):
     ignored = check_layer(tmp_path, "SoftmaxWithLoss", {"loss_param": {"ignore_label": 0}}, [(2, 3), (2,)],
                           data={1: torch.zeros(2)})
     assert ignored.top().item() == 0.0, "Caffe divides by max(1, valid count): no valid label gives 0, not NaN"
+
+
+@pytest.mark.parametrize("loss_param, divisor", [({}, "batch"), ({"normalization": "VALID"}, "valid"),
+                                                 ({"normalize": True}, "valid"), ({"normalization": "FULL"}, "all")])
+def test_sigmoid_cross_entropy_loss_matches_caffe(tmp_path, loss_param, divisor):
+    targets = torch.tensor([[1.0, 0.0, -1.0], [0.25, -1.0, 1.0]])
+    result = check_layer(tmp_path, "SigmoidCrossEntropyLoss", {"loss_param": {"ignore_label": -1, **loss_param}},
+                         [(2, 3), (2, 3)], data={1: targets})
+    scores = result.inputs["in0"].detach().double()
+    total = 0.0
+    for x, t in zip(scores.flatten().tolist(), targets.flatten().tolist()):
+        if t != -1:
+            p = 1 / (1 + math.exp(-x))
+            total -= t * math.log(p) + (1 - t) * math.log(1 - p)
+    expected = total / {"batch": 2, "valid": 4, "all": 6}[divisor]
+    assert result.top().item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_accuracy_top_k_and_ignore_label(tmp_path):

@@ -13,15 +13,9 @@ LOSS_FIELDS = {
 }
 
 
-@register
-class SoftmaxWithLoss(Layer):
-    """Cross-entropy of softmax(scores) against integer labels; a second top gives the probabilities."""
-    summary = "softmax cross-entropy (ignore_label, normalization)"
-    blocks = {"softmax_param": {"axis": Int(1, "class axis"),
-                                "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")},
-              "loss_param": LOSS_FIELDS}
+class _NormalizedLoss(Layer):
+    """A loss divided by Caffe's normalizer, chosen by `loss_param`."""
     bottoms = (2, 2)
-    tops = (1, 2)
     is_loss = True
     kind = "loss"
 
@@ -30,6 +24,16 @@ class SoftmaxWithLoss(Layer):
         if loss["normalize"] is not None and "normalization" not in (self.spec.raw.get("loss_param") or {}):
             return "VALID" if loss["normalize"] else "BATCH_SIZE"
         return loss["normalization"]
+
+
+@register
+class SoftmaxWithLoss(_NormalizedLoss):
+    """Cross-entropy of softmax(scores) against integer labels; a second top gives the probabilities."""
+    summary = "softmax cross-entropy (ignore_label, normalization)"
+    blocks = {"softmax_param": {"axis": Int(1, "class axis"),
+                                "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")},
+              "loss_param": LOSS_FIELDS}
+    tops = (1, 2)
 
     def infer(self, shapes):
         axis = _axis(self.params["softmax_param"]["axis"], shapes[0], path=("softmax_param", "axis"))
@@ -43,6 +47,27 @@ class SoftmaxWithLoss(Layer):
         from .modules import SoftmaxWithLoss as Module
         axis = _axis(self.params["softmax_param"]["axis"], shapes[0])
         return Module(axis, self.params["loss_param"]["ignore_label"], self.normalization(), len(self.spec.tops) == 2)
+
+
+@register
+class SigmoidCrossEntropyLoss(_NormalizedLoss):
+    """Cross-entropy of sigmoid(scores) against targets in [0, 1], one per score; unlike SoftmaxWithLoss,
+    Caffe divides it by the batch size unless `loss_param` says otherwise."""
+    summary = "sigmoid cross-entropy (ignore_label, normalization)"
+    blocks = {"loss_param": {**LOSS_FIELDS, "normalization": Enum(
+        ["FULL", "VALID", "BATCH_SIZE", "NONE"], "BATCH_SIZE",
+        "divisor: all positions, non-ignored ones, the batch size, or 1")}}
+
+    def infer(self, shapes):
+        scores, targets = shapes
+        if numel(scores) != numel(targets):
+            raise ShapeError("SigmoidCrossEntropyLoss needs one target per score",
+                             expected=f"{numel(scores)} targets (scores {list(scores)})", found=f"shape {list(targets)}")
+        return [()]
+
+    def build(self, shapes):
+        from .modules import SigmoidCrossEntropyLoss as Module
+        return Module(self.params["loss_param"]["ignore_label"], self.normalization())
 
 
 @register

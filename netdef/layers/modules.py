@@ -284,6 +284,15 @@ def _labels(scores, label, axis):
     return label.reshape(shape).long()
 
 
+def normalized(total, normalization, count, batch, valid=None):
+    """`total` over Caffe's normalizer (LossLayer::GetNormalizer): FULL all `count` positions, VALID the
+    `valid` ones, BATCH_SIZE the batch, NONE 1; never below 1, so that all labels ignored give 0, not NaN."""
+    if normalization == "VALID" and valid is not None:
+        return total / valid.sum().clamp_min(1)
+    divisor = {"FULL": count, "VALID": count, "BATCH_SIZE": batch, "NONE": 1}[normalization]
+    return total / max(divisor, 1)
+
+
 class SoftmaxWithLoss(nn.Module):
     def __init__(self, axis, ignore_label, normalization, with_prob):
         super().__init__()
@@ -295,16 +304,26 @@ class SoftmaxWithLoss(nn.Module):
         logits = scores.movedim(self.axis, 1) if self.axis != 1 else scores
         ignore = self.ignore_label if self.ignore_label is not None else -100
         total = F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
-        if self.normalization == "VALID" and self.ignore_label is not None:
-            # Caffe's normalizer is max(1, valid count): a batch with every label ignored gives 0, not NaN.
-            loss = total / (target != ignore).sum().clamp_min(1)
-        else:
-            divisor = {"FULL": target.numel(), "VALID": target.numel(), "BATCH_SIZE": scores.shape[0],
-                       "NONE": 1}[self.normalization]
-            loss = total / max(divisor, 1)
+        valid = target != ignore if self.ignore_label is not None else None
+        loss = normalized(total, self.normalization, target.numel(), scores.shape[0], valid)
         if self.with_prob:
             return loss, F.softmax(scores, self.axis)
         return loss
+
+
+class SigmoidCrossEntropyLoss(nn.Module):
+    def __init__(self, ignore_label, normalization):
+        super().__init__()
+        self.ignore_label, self.normalization = ignore_label, normalization
+
+    def forward(self, scores, targets):
+        targets = targets.reshape(scores.shape)
+        losses = F.binary_cross_entropy_with_logits(scores, targets, reduction="none")
+        valid = None
+        if self.ignore_label is not None:
+            valid = targets != self.ignore_label
+            losses = losses * valid
+        return normalized(losses.sum(), self.normalization, targets.numel(), scores.shape[0], valid)
 
 
 class EuclideanLoss(nn.Module):
