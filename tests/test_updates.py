@@ -1,6 +1,8 @@
 """Caffe's update rules: CaffeUpdater against hand arithmetic, a plain-Python float64 replay of Caffe's
 ApplyUpdate, torch.optim where the two agree, and bitwise-exact resume."""
+import importlib.util
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from netdef.errors import NetdefError
 from netdef.lr_policy import learning_rate
 from netdef.updates import HISTORY_SETS, CaffeUpdater
 
+ROOT = Path(__file__).resolve().parent.parent
 TYPES = list(HISTORY_SETS)
 
 
@@ -223,7 +226,7 @@ def test_where_caffe_and_torch_optim_differ():
 
 def lenet_with_updater(values):
     torch.manual_seed(1)
-    net = netdef.load_net("nets/lenet.yaml", phase="TRAIN")
+    net = netdef.load_net(ROOT / "nets" / "lenet.yaml", phase="TRAIN")
     return net, CaffeUpdater.from_net(net, values)
 
 
@@ -279,3 +282,19 @@ def test_load_state_dict_rejects_other_solver_or_shapes():
     state["history"]["history"]["ip2.bias"] = torch.zeros(3)
     with pytest.raises(NetdefError, match="does not fit parameter 'ip2.bias'.*found shape \\[3\\]"):
         sgd.load_state_dict(state)
+
+
+def test_benchmark_tool_checks_agreement_with_torch_sgd(capsys):
+    """tools/bench_updates.py first verifies that CaffeUpdater and torch.optim.SGD give the same LeNet
+    weights at a constant rate (exit 1 otherwise), then times both."""
+    spec = importlib.util.spec_from_file_location("bench_updates", ROOT / "tools" / "bench_updates.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--iterations", "2", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "431,080 values on cpu" in out
+    assert "time ratio CaffeUpdater / torch.optim:" in out
