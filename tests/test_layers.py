@@ -76,15 +76,10 @@ def random_inputs(shapes, labels):
 
 
 def source_batch(impl):
-    """What a source layer produces: its reader's batch, DummyData's batch, or the data set in memory."""
+    """What a source layer produces: DummyData's generated batch, or its reader's first batch."""
     if hasattr(impl, "batch"):
         return impl.batch()
-    try:
-        return impl.reader("TRAIN", 0, "cpu").next()
-    except NotImplementedError:
-        images, labels = impl.load()
-        batch = impl.p["batch_size"]
-        return [images[:batch].float(), labels[:batch].float()][:len(impl.spec.tops)]
+    return impl.reader("TRAIN", 0, "cpu").next()
 
 
 def check_layer(tmp_path, layer_type, params=None, input_shapes=(), *, tops=1, labels=None, phase="TRAIN",
@@ -135,6 +130,37 @@ def _check_backward(net, outputs, inputs):
     for blob, tensor in inputs.items():
         if tensor.grad is not None:
             assert torch.isfinite(tensor.grad).all(), f"gradient of input {blob}"
+
+
+@pytest.fixture(scope="session")
+def data_files(tmp_path_factory):
+    """Small real files for the file-reading source layers: an image list (Caffe's ImageData) and an
+    HDF5 file list whose datasets are named after the tops (out0, out1)."""
+    import h5py
+    import numpy as np
+    from PIL import Image
+    folder = tmp_path_factory.mktemp("data_files")
+    (folder / "images").mkdir()
+    lines = []
+    for i in range(3):
+        pixels = np.random.default_rng(i).integers(0, 256, (7, 9, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / "images" / f"{i}.png")
+        lines.append(f"{i}.png {i % 2}")
+    (folder / "images.txt").write_text("\n".join(lines) + "\n")
+    with h5py.File(folder / "rows.h5", "w") as rows:
+        rows["out0"] = np.random.default_rng(0).normal(size=(5, 2, 3)).astype(np.float32)
+        rows["out1"] = np.arange(5)
+    (folder / "h5files.txt").write_text("rows.h5\n")
+    return folder
+
+
+def with_files(value, folder):
+    """A case's parameters with "{files}" replaced by the data_files folder."""
+    if isinstance(value, dict):
+        return {k: with_files(v, folder) for k, v in value.items()}
+    if isinstance(value, list):
+        return [with_files(v, folder) for v in value]
+    return value.replace("{files}", str(folder)) if isinstance(value, str) else value
 
 
 @dataclass
@@ -189,6 +215,10 @@ CASES = [
     Case("EuclideanLoss", {}, [(4, 3, 2), (4, 6)]),
     Case("Exp", {"exp_param": {"base": 2, "scale": 0.5, "shift": -1}}, [(3, 4)]),
     Case("Flatten", {"flatten_param": {"axis": 1, "end_axis": -2}}, [(2, 3, 4, 5)]),
+    Case("HDF5Data", {"hdf5_data_param": {"source": "{files}/h5files.txt", "batch_size": 2}}, tops=2),
+    Case("ImageData", {"image_data_param": {"source": "{files}/images.txt", "root_folder": "{files}/images",
+                                            "batch_size": 2}, "transform_param": {"crop_size": 5, "mirror": True}},
+         tops=2),
     Case("InnerProduct", {"inner_product_param": {"num_output": 5, "weight_filler": XAVIER}}, [(2, 3, 4, 5)]),
     Case("InnerProduct", {"inner_product_param": {"num_output": 6, "axis": 2, "transpose": True, "bias_term": False,
                                                   "weight_filler": XAVIER}}, [(2, 3, 4, 5)], id="axis_transpose"),
@@ -237,8 +267,8 @@ def test_every_layer_type_has_a_case():
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.type}-{c.id}" if c.id else c.type for c in CASES])
-def test_layer(tmp_path, case):
-    check_layer(tmp_path, case.type, case.params, case.inputs, tops=case.tops, labels=case.labels, phase=case.phase)
+def test_layer(tmp_path, data_files, case):
+    check_layer(tmp_path, case.type, with_files(case.params, data_files), case.inputs, tops=case.tops, labels=case.labels, phase=case.phase)
 
 
 # ---------------------------------------------------------------- spatial layers against Caffe's loops
