@@ -61,7 +61,7 @@ class CaffeUpdater:
             group.names.append(name)
             group.params.append(param)
             for set_name in HISTORY_SETS[self.type]:
-                group.history.setdefault(set_name, []).append(torch.zeros_like(param, memory_format=torch.preserve_format))
+                group.history.setdefault(set_name, []).append(torch.zeros_like(param))
         self._compute_update = getattr(self, "_" + self.type.lower())
 
     @classmethod
@@ -99,12 +99,11 @@ class CaffeUpdater:
 
     def _clip(self, grads: dict, clip: float) -> None:
         """Caffe's ClipGradients: scale every gradient by clip / norm when the global L2 norm exceeds clip."""
-        flat = [grad for group_grads in grads.values() for grad in group_grads]
-        if not flat:
+        if not grads:  # every parameter frozen
             return
-        device = flat[0].device
+        device = next(iter(grads.values()))[0].device
         group_norms = [torch.linalg.vector_norm(torch.stack(torch._foreach_norm(group_grads))).to(device)
-                       for group_grads in grads.values() if group_grads]
+                       for group_grads in grads.values()]
         norm = torch.linalg.vector_norm(torch.stack(group_norms))
         scale = torch.where(norm > clip, clip / norm, torch.ones_like(norm))
         for group_grads in grads.values():

@@ -109,7 +109,8 @@ def reference_steps(values, params, grads_per_step, rates):
                     beta1, beta2, t = momentum, values["momentum2"], step + 1
                     h[i] = beta1 * h[i] + (1 - beta1) * g
                     h2[i] = beta2 * h2[i] + (1 - beta2) * g * g
-                    w[i] -= local_rate * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t) * h[i] / (math.sqrt(h2[i]) + delta)
+                    correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+                    w[i] -= local_rate * correction * h[i] / (math.sqrt(h2[i]) + delta)
         history.append({name: list(w) for name, w in weights.items()})
     return history
 
