@@ -33,7 +33,7 @@ _SPECIAL_FLOATS = {"inf": float("inf"), "infinity": float("inf"), "-inf": float(
 
 class _Tokens:
     def __init__(self, text: str, file: str):
-        self.file, self.items, self.index = file, [], 0
+        self.items, self.index = [], 0
         line_starts = [0] + [m.end() for m in re.finditer(r"\n", text)]
         position, line = 0, 0
         while position < len(text):

@@ -392,7 +392,8 @@ def test_batchnorm_keeps_caffe_statistics_and_uses_them_in_test(tmp_path):
     assert test.net.get_submodule(LAYER).mean is module.mean, "TEST shares the TRAIN net's statistics"
 
     fresh = check_layer(tmp_path, "BatchNorm", {"batch_norm_param": {"use_global_stats": True, "eps": eps}}, [shape])
-    torch.testing.assert_close(fresh.top(), fresh.inputs["in0"].detach() / math.sqrt(eps)), "s == 0: zero statistics"
+    # Nothing stored yet (s == 0): Caffe's global statistics are zero.
+    torch.testing.assert_close(fresh.top(), fresh.inputs["in0"].detach() / math.sqrt(eps))
 
 
 def test_scale_and_bias_span_axis_and_num_axes(tmp_path):
@@ -565,7 +566,7 @@ def test_prelu_per_channel_and_shared(tmp_path):
     shared = check_layer(tmp_path, "PReLU", {"prelu_param": {"channel_shared": True}}, [(2, 3, 4)])
     assert shared.info.row(LAYER).params == 1
     x = shared.inputs["in0"].detach()
-    torch.testing.assert_close(shared.top(), torch.where(x > 0, x, 0.25 * x)), "Caffe's default slope is 0.25"
+    torch.testing.assert_close(shared.top(), torch.where(x > 0, x, 0.25 * x))  # Caffe's default slope
 
 
 def test_dropout_scales_in_train_and_passes_through_in_test(tmp_path):
