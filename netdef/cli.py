@@ -6,6 +6,7 @@ it is imported only when used, so `netdef check` never pays for importing torch.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import sys
 
@@ -50,7 +51,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
 
 
-def make_parser():
+def _command_named(argv) -> str | None:
+    """The command word of a command line (global options take no values, so it is the first non-option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+@functools.lru_cache(maxsize=None)  # building the parsers costs more than checking a small net
+def make_parser(only=None):
+    """The argument parser. With `only`, just that command's module is imported (the others are listed
+    by their summaries): `netdef check` must not wait for torch, which `train` imports."""
     from . import __version__
     parser = _Parser(prog="netdef", description="Caffe-style nets in YAML, trained with PyTorch.")
     parser.add_argument("--version", action="version", version=f"netdef {__version__}")
@@ -58,6 +67,9 @@ def make_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module, summary) in _available().items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=summary, description=summary)
+            continue
         command = importlib.import_module(f"netdef.commands.{module}")
         command_parser = sub.add_parser(name, help=summary, description=command.__doc__ or summary)
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -68,7 +80,8 @@ def make_parser():
 
 
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser(only=_command_named(argv) or "").parse_args(argv)
     try:
         return args.run(args) or 0
     except NetdefError as exc:

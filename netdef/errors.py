@@ -62,17 +62,20 @@ class NetdefError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        unique = []
-        seen = set()
+        """Every problem once, sorted by file and position; at most MAX_REPORTED per file."""
+        shown, seen, per_file = [], set(), {}
         for problem in sorted(self.problems, key=Problem.sort_key):
-            text = str(problem)
             key = (problem.pos, problem.message)
-            if key not in seen:
-                seen.add(key)
-                unique.append(text)
-        shown = unique[:MAX_REPORTED]
-        if len(unique) > MAX_REPORTED:
-            shown.append(f"... and {len(unique) - MAX_REPORTED} more problems")
+            if key in seen:
+                continue
+            seen.add(key)
+            file = problem.pos.file if problem.pos else ""
+            per_file[file] = per_file.get(file, 0) + 1
+            if per_file[file] <= MAX_REPORTED:
+                shown.append(str(problem))
+        for file, total in per_file.items():
+            if total > MAX_REPORTED:
+                shown.append(f"... and {total - MAX_REPORTED} more problems" + (f" in {file}" if file else ""))
         return "\n".join(shown)
 
 
