@@ -85,3 +85,29 @@ def write_batch(path, images, labels) -> None:
     images = np.asarray(images, dtype=np.uint8).reshape(-1, PIXELS)
     labels = np.asarray(labels, dtype=np.uint8).reshape(images.shape[0], -1)
     np.concatenate([labels, images], axis=1).tofile(path)
+
+
+def unpack(root: Path, archive: str, backend) -> Path:
+    """Extract the .bin files of a downloaded CIFAR archive into root/<archive folder> (once; only regular
+    files inside that folder, so a crafted archive cannot write elsewhere). Returns that folder."""
+    import tarfile
+    folder = Path(root) / backend.archive_folder
+    names = {name for files in backend.split_files.values() for name in files}
+    if all((folder / name).is_file() for name in names):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(Path(root) / archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            path = Path(member.name)
+            if member.isfile() and path.parent.name == backend.archive_folder and len(path.parts) == 2:
+                with tar.extractfile(member) as source:
+                    (folder / path.name).write_bytes(source.read())
+    return folder
+
+
+def summary(root: Path, backend) -> str:
+    """What an unpacked CIFAR folder holds, counted from the file sizes."""
+    folder = Path(root) / backend.archive_folder
+    counts = {split: sum((folder / name).stat().st_size for name in files) // backend(folder, split).record
+              for split, files in backend.split_files.items()}
+    return f"{folder}: " + ", ".join(f"{count:,} images (split {split})" for split, count in counts.items())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .. import cifar
 from ..errors import NetdefError, Problem
 
 CHUNK = 1 << 20
@@ -22,6 +23,7 @@ class DataSet:
     mirrors: tuple  # base URLs, tried in order
     usage: str  # how a net reads the folder
     summary: Callable[[Path], str]  # what a verified folder holds
+    unpack: Callable[[Path], object] = None  # extracts downloaded archives in the folder (when there are any)
 
 
 def _mnist_summary(root: Path) -> str:
@@ -42,6 +44,19 @@ DATASETS = {
          "http://yann.lecun.com/exdb/mnist/"),
         "data_param: {source: <root>, backend: IDX, split: train} (TEST: split: t10k)",
         _mnist_summary),
+    "cifar10": DataSet(
+        {"cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"},
+        ("https://www.cs.toronto.edu/~kriz/",),
+        "data_param: {source: <root>/cifar-10-batches-bin, backend: CIFAR10, split: train} (TEST: split: test)",
+        lambda root: cifar.summary(root, cifar.CifarBackend),
+        lambda root: cifar.unpack(root, "cifar-10-binary.tar.gz", cifar.CifarBackend)),
+    "cifar100": DataSet(
+        {"cifar-100-binary.tar.gz": "03b5dce01913d631647c71ecec9e9cb8"},
+        ("https://www.cs.toronto.edu/~kriz/",),
+        "data_param: {source: <root>/cifar-100-binary, backend: CIFAR100, split: train} (TEST: split: test; "
+        "backend CIFAR100_COARSE for the 20 super-classes)",
+        lambda root: cifar.summary(root, cifar.Cifar100Backend),
+        lambda root: cifar.unpack(root, "cifar-100-binary.tar.gz", cifar.Cifar100Backend)),
 }
 
 
@@ -107,6 +122,8 @@ def run(args) -> int:
     dataset = DATASETS[args.dataset]
     root = Path(args.root)
     download(dataset.files, root, args.mirror or dataset.mirrors)
+    if dataset.unpack:
+        dataset.unpack(root)
     print(dataset.summary(root))
     print(f"Use it in a net with {dataset.usage.replace('<root>', str(root))}")
     return 0

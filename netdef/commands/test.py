@@ -4,6 +4,7 @@ import torch
 
 from .. import summarize
 from ..build import weighted_loss
+from ..oversample import build_ten_crop_net
 from ..snapshot import copy_weights, load_weights, weights_table
 from ..solve import build_phase_net, memory_format, output_text, output_values, resolve_device
 from .common import add_state_arguments
@@ -21,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("--weights", required=True, metavar="FILE", help="a snapshot (.pt) or a state_dict file")
     parser.add_argument("--iterations", type=positive, default=50, help="batches to score (default 50, as Caffe)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--oversample", action="store_true",
+                        help="ten-crop testing: score the 4 corner and the centre crops of every image and their "
+                             "mirrors, and average their softmax probabilities (the data layers must crop)")
     add_state_arguments(parser, default_phase="TEST")
 
 
@@ -29,10 +33,16 @@ def run(args) -> int:
     summarize(args.model, args.phase, args.level, tuple(args.stage))  # bad nets fail before any weight is read
     weights = load_weights(args.weights)
     torch.manual_seed(0)  # layers missing from the file get the same fillers on every run
-    phase_net = build_phase_net("test", args.model, args.phase, 0, device, args.level, tuple(args.stage),
-                                layout=memory_format(device, "fp32"))
-    net = phase_net.net.eval()
-    rows = copy_weights(net, weights, phase_net.layer_names)
+    layout = memory_format(device, "fp32")
+    if args.oversample:
+        net, feed, layer_names = build_ten_crop_net(args.model, args.phase, device, args.level, tuple(args.stage),
+                                                    layout)
+    else:
+        phase_net = build_phase_net("test", args.model, args.phase, 0, device, args.level, tuple(args.stage),
+                                    layout=layout)
+        net, feed, layer_names = phase_net.net, phase_net.feed, phase_net.layer_names
+    net = net.eval()
+    rows = copy_weights(net, weights, layer_names)
     if any(row[2] != "copied" for row in rows):
         print(f"Not every blob of the net was in {args.weights}:")
         print("\n".join("    " + line for line in weights_table(rows).splitlines()))
@@ -40,7 +50,7 @@ def run(args) -> int:
     sums, total_loss = {}, 0.0
     with torch.no_grad():
         for batch in range(args.iterations):
-            outputs = net(**phase_net.feed.next())
+            outputs = net(**feed.next())
             for blob, value, _ in output_values(outputs, net.loss_weights):
                 print(f"Batch {batch}, {blob} = {value:.6g}")
             for blob, value in outputs.items():
