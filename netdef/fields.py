@@ -17,7 +17,7 @@ class Field:
     """One parameter: `kind` is int, float, bool, str, enum or block (a nested table of fields)."""
 
     def __init__(self, kind, default=None, doc="", *, required=False, minimum=None, maximum=None,
-                 exclusive_minimum=None, choices=None, repeated=False, fields=None, list_of=False):
+                 exclusive_minimum=None, choices=None, repeated=False, fields=None, list_of=False, ref=None):
         self.kind = kind
         self.default = default
         self.doc = doc
@@ -29,10 +29,13 @@ class Field:
         self.repeated = repeated  # Caffe `repeated`: one value or a list; normalised to a list
         self.fields = fields  # for kind == "block"
         self.list_of = list_of  # a list of blocks (Caffe's repeated messages)
+        self.ref = ref  # a block used in many places (fillers): defined once under this $defs name
 
-    def _scalar_schema(self, templates):
+    def _scalar_schema(self, templates, defs):
         if self.kind == "block":
-            schema = block_schema(self.fields, templates)
+            schema = block_schema(self.fields, templates, defs)
+            if self.ref and defs is not None:
+                schema = {"$ref": "#/$defs/" + _define(defs, self.ref, schema)}
         elif self.kind == "enum":
             schema = {"enum": list(self.choices)}
         else:
@@ -42,11 +45,12 @@ class Field:
                 if value is not None:
                     schema[keyword] = value
         if templates and self.kind != "block":
-            schema = {"anyOf": [schema, TEMPLATE]}
+            schema = {"anyOf": [schema, _template(defs)]}
         return schema
 
-    def schema(self, templates=False) -> dict:
-        item = self._scalar_schema(templates)
+    def schema(self, templates=False, defs=None) -> dict:
+        """The field's JSON Schema. With `defs` (a dict), shared blocks are filed there and referenced."""
+        item = self._scalar_schema(templates, defs)
         if self.list_of:
             row = {"type": "array", "items": item} if self.repeated else item
             schema = {"type": "array", "items": row}
@@ -55,13 +59,13 @@ class Field:
                 schema = {"anyOf": [item, {"type": "array", "items": item}]}
             else:
                 schema = {**item, "type": [item.get("type", "string"), "array"], "items": item}
-                if self.kind == "enum":
+                if self.kind == "enum" or "$ref" in item:
                     schema = {"anyOf": [item, {"type": "array", "items": item}]}
         else:
             schema = dict(item)
         if templates and (self.kind == "block" or self.list_of):
             # A whole mapping or list may come from a block argument: `connection_table: ${table}`.
-            schema = {"anyOf": [schema, TEMPLATE]}
+            schema = {"anyOf": [schema, _template(defs)]}
         if self.doc:
             schema["description"] = self.doc
         if self.default is not None and self.kind != "block":
@@ -89,15 +93,31 @@ class Field:
         return given
 
 
-def block_schema(fields: dict, templates=False) -> dict:
+def block_schema(fields: dict, templates=False, defs=None) -> dict:
     """A closed JSON Schema object for a table of fields (unknown keys are errors)."""
     schema = {"type": "object",
-              "properties": {name: f.schema(templates) for name, f in fields.items()},
+              "properties": {name: f.schema(templates, defs) for name, f in fields.items()},
               "additionalProperties": False}
     required = [name for name, f in fields.items() if f.required]
     if required:
         schema["required"] = required
     return schema
+
+
+def _template(defs):
+    """The schema of a template value, referenced from `defs` when shared definitions are collected."""
+    return TEMPLATE if defs is None else {"$ref": "#/$defs/" + _define(defs, "template", TEMPLATE)}
+
+
+def _define(defs: dict, name: str, schema: dict) -> str:
+    """File `schema` in `defs` under `name`, or name_2, name_3, ... when a different schema holds the name
+    (a filler with another default value); returns the key."""
+    key, n = name, 1
+    while key in defs and defs[key] != schema:
+        n += 1
+        key = f"{name}_{n}"
+    defs[key] = schema
+    return key
 
 
 def apply_defaults(fields: dict, given: dict) -> dict:

@@ -87,7 +87,7 @@ def FillerField(doc, default_type="constant", default_value=0.0, **kw):
         "std": Float(1.0, "gaussian standard deviation (ignored by xavier/msra)"),
         "sparse": Int(-1, "gaussian: expected non-zero weights per output (-1: dense)"),
         "variance_norm": Enum(["FAN_IN", "FAN_OUT", "AVERAGE"], "FAN_IN", "xavier/msra fan"),
-    }, doc, **kw)
+    }, doc, ref="filler", **kw)
 
 
 def fill(tensor, spec):

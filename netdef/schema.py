@@ -31,9 +31,10 @@ COMMON_FIELDS = {
     "type": Str(None, "layer type", required=True),
     "bottom": Str(None, "input blob name(s)", repeated=True),
     "top": Str(None, "output blob name(s); equal to the bottom for in-place", repeated=True),
-    "include": Block(RULE_FIELDS, "net states that include this layer (any rule)", repeated=True),
-    "exclude": Block(RULE_FIELDS, "net states that exclude this layer (any rule)", repeated=True),
-    "param": Block(PARAM_SPEC_FIELDS, "one entry per learnable blob, in Caffe order", list_of=True),
+    "include": Block(RULE_FIELDS, "net states that include this layer (any rule)", repeated=True, ref="rule"),
+    "exclude": Block(RULE_FIELDS, "net states that exclude this layer (any rule)", repeated=True, ref="rule"),
+    "param": Block(PARAM_SPEC_FIELDS, "one entry per learnable blob, in Caffe order", list_of=True,
+                   ref="param_spec"),
     "loss_weight": Float(None, "weight of each top in the net's loss", repeated=True),
     "propagate_down": Bool(None, "per bottom: whether to back-propagate into it", repeated=True),
 }
@@ -55,8 +56,8 @@ def layer_fields(cls) -> dict:
                                 for key, fields in cls.blocks.items()}}
 
 
-def layer_schema(cls, templates=False) -> dict:
-    schema = block_schema(layer_fields(cls), templates)
+def layer_schema(cls, templates=False, defs=None) -> dict:
+    schema = block_schema(layer_fields(cls), templates, defs)
     schema["properties"]["type"] = {"const": cls.__name__}
     if cls.__doc__:
         schema["description"] = cls.__doc__.strip().splitlines()[0]
@@ -68,8 +69,8 @@ def layer_schema(cls, templates=False) -> dict:
 IF_SCHEMA = {"anyOf": [{"type": "boolean"}, TEMPLATE], "description": "inside a block: keep this entry only if true"}
 
 
-def use_schema(templates=True) -> dict:
-    schema = block_schema(USE_FIELDS, templates)
+def use_schema(templates=True, defs=None) -> dict:
+    schema = block_schema(USE_FIELDS, templates, defs)
     schema["properties"]["with"] = {"type": "object", "description": USE_FIELDS["with"].doc}
     if templates:
         schema["properties"]["if"] = IF_SCHEMA
@@ -79,7 +80,8 @@ def use_schema(templates=True) -> dict:
 def net_schema() -> dict:
     """The schema editors use for net files (blocks and templates allowed)."""
     types = sorted(LAYERS)
-    layer_defs = {f"layer.{name}": layer_schema(LAYERS[name], templates=True) for name in types}
+    shared = {}  # blocks used by many layers (rules, param specs, fillers), each defined once
+    layer_defs = {f"layer.{name}": layer_schema(LAYERS[name], True, shared) for name in types}
     dispatch = [{"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
                  "then": {"$ref": f"#/$defs/layer.{name}"}} for name in types]
     entry = {
@@ -106,13 +108,14 @@ def net_schema() -> dict:
         "additionalProperties": False,
         "$defs": {
             "entry": entry,
-            "use": use_schema(),
+            "use": use_schema(True, shared),
             "block": {"type": "object", "properties": {
                 "args": {"type": "object", "description": "argument names and defaults (null: required)"},
                 "doc": {"type": "string"},
                 "layers": {"type": "array", "items": {"$ref": "#/$defs/entry"}}},
                 "required": ["layers"], "additionalProperties": False},
             **layer_defs,
+            **shared,
         },
     }
 
