@@ -127,10 +127,17 @@ def _layer_node(spec, row, clusters) -> Node:
     return Node(_layer_id(spec), spec.impl.kind, spec.name, [line for line in lines if line], details, clusters, in_place)
 
 
+def _name_list(names, head=6, tail=2) -> str:
+    """Names, shortened in the middle when there are many (a ResNet stage has hundreds of layers)."""
+    if len(names) <= head + tail + 1:
+        return ", ".join(names)
+    return ", ".join(names[:head]) + f", ... ({len(names) - head - tail} more), " + ", ".join(names[-tail:])
+
+
 def _block_node(row, node_id) -> Node:
     lines = [f"block {row['block']}", f"{len(row['layers'])} layers",
              " ".join(shape_text(s) for s in row["shapes"]), _cost_text(row["params"], row["macs"])]
-    details = {"name": row["name"], "block": row["block"], "layers": ", ".join(row["layers"]), "tops": ", ".join(row["tops"]),
+    details = {"name": row["name"], "block": row["block"], "layers": _name_list(row["layers"]), "tops": ", ".join(row["tops"]),
                "output shapes": ", ".join(shape_text(s) for s in row["shapes"]), "params": row["params"], "trainable": row["trainable"],
                "MACs per sample": row["macs"], "connections per sample": row["connections"],
                "activation bytes": row["memory"]}
@@ -230,4 +237,4 @@ def mark_phases(drawing: Drawing, phases):
     for node in drawing.nodes.values():
         if node.kind != "blob" and len(node.phases) == 1:
             node.lines[0] += f" ({next(iter(node.phases))} only)"
-        node.details["phases"] = sorted(node.phases)
+        node.details["phases"] = ", ".join(sorted(node.phases))
