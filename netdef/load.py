@@ -111,7 +111,8 @@ def load_yaml_text(text: str, file: str = "<string>"):
             node = yaml.compose(text, Loader=_Loader)
         except yaml.MarkedYAMLError as exc:
             raise NetdefError(_syntax_problem(exc, file)) from None
-    if node is None:
+    blank = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and not node.value
+    if node is None or blank:  # nothing, or only `---`
         raise NetdefError(Problem("the file is empty", Pos(file, 1, 1)))
     problems: list = []
     data = _construct(node, (), source, problems, _Loader(""))
