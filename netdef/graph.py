@@ -156,7 +156,6 @@ def _wire(graph: Graph, problems: list):
     available = {}  # blob -> producing layer, for blobs not yet consumed
     produced = {}  # blob -> first producer
     has_loss = any(any(spec.loss_weights) for spec in graph.layers)
-    reported = len(problems)
     for index, spec in enumerate(graph.layers):
         missing = set()
         for j, bottom in enumerate(spec.bottoms):
@@ -184,8 +183,8 @@ def _wire(graph: Graph, problems: list):
         if spec.impl.is_source:
             graph.inputs += [t for t in spec.tops if t not in graph.inputs]
     graph.outputs = sorted(available)
-    # After another problem (a misspelt bottom) some tops only look unused; report the cause alone.
-    if has_loss and len(problems) == reported:
+    # After another problem (a misspelt bottom, an extra top) some tops only look unused: report the cause alone.
+    if has_loss and not problems:
         for blob, spec in sorted(available.items()):
             j = spec.tops.index(blob)
             if not spec.loss_weights[j] and not spec.impl.is_source and spec.impl.kind not in ("metric",):
