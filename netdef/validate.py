@@ -112,7 +112,7 @@ def _unknown_key_hint(key, path, known, layer_type) -> str | None:
         return _MISPLACED_KEY_HINTS[key]
     if layer_type in LAYERS:
         places = [(k, p) for k, p in _key_places(layer_fields(LAYERS[layer_type])) if p != path]
-        exact = sorted({p for k, p in places if k == key}, key=len)
+        exact = sorted(dict.fromkeys(p for k, p in places if k == key), key=len)  # shallowest, then in order
         if exact:
             return f"'{key}' belongs " + " or ".join(_place(p) for p in exact[:2])
         owners = sorted(name for name, cls in LAYERS.items() if key in cls.blocks)
