@@ -106,7 +106,10 @@ class InMemoryReader:
         return pieces
 
     def _gather(self, tensor, pieces):
-        parts = [tensor[p] if isinstance(p, slice) else tensor.index_select(0, p) for p in pieces]
+        # index_select of rows of a flat view: on CPU, index_select of a 4-D uint8 tensor is ~20x slower
+        rows = tensor.reshape(tensor.shape[0], -1)
+        parts = [tensor[p] if isinstance(p, slice) else rows.index_select(0, p).view((-1,) + tensor.shape[1:])
+                 for p in pieces]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def next(self) -> list:
