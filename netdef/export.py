@@ -61,8 +61,9 @@ def load_weights(net, state: dict, path):
     net.load_state_dict({k: state[k] for k in own})
 
 
-def deploy_net(path, weights=None, level=0, stages=()):
-    """The compiled deploy net of a net file (eval mode), its graph and its shape info."""
+def deploy_net(path, weights=None, level=0, stages=(), batch=None):
+    """The compiled deploy net of a net file (eval mode), its graph and its shape info; `batch` replaces
+    the batch size of every input."""
     from .api import load_graph
     from .build import compile_graph
     from .infer import infer
@@ -71,6 +72,8 @@ def deploy_net(path, weights=None, level=0, stages=()):
         raise NetdefError(Problem(f"{path}: the TEST phase has no input that its layers read",
                                   expected="an Input or Data layer in the TEST phase"))
     info = infer(graph)
+    if batch is not None:
+        info = infer(graph, {blob: (batch,) + tuple(info.blob_shapes[blob][1:]) for blob in graph.inputs})
     net = compile_graph(graph, info)
     if weights is not None:
         load_weights(net, load_state_dict(weights), weights)
@@ -84,14 +87,14 @@ def example_inputs(graph: Graph, info, seed=0) -> dict:
     return {blob: torch.randn(info.blob_shapes[blob], generator=generator) for blob in graph.inputs}
 
 
-def export_onnx(path, output, weights=None, opset=DEFAULT_OPSET, level=0, stages=()):
+def export_onnx(path, output, weights=None, opset=DEFAULT_OPSET, level=0, stages=(), batch=None):
     """Writes the ONNX model and checks it with onnx.checker; returns the deploy graph."""
     import torch
     try:
         import onnx
     except ImportError:
         raise NetdefError(Problem("ONNX export needs the onnx packages", hint='pip install "netdef[onnx]"')) from None
-    net, graph, info = deploy_net(path, weights, level, stages)
+    net, graph, info = deploy_net(path, weights, level, stages, batch)
     inputs = example_inputs(graph, info)
     names = [net.input_names[blob] for blob in graph.inputs]
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
