@@ -14,7 +14,6 @@ from .errors import NetdefError, Problem
 from .graph import Graph
 
 DEFAULT_OPSET = 18
-WEIGHT_KEYS = ("weights", "net", "state_dict", "model")  # where a snapshot file may keep the state dict
 
 
 def deploy_graph(graph: Graph) -> Graph:
@@ -24,27 +23,6 @@ def deploy_graph(graph: Graph) -> Graph:
     produced = {top for spec in layers if not spec.impl.is_source for top in spec.tops}
     inputs = [blob for blob in graph.inputs if blob in consumed]
     return Graph(graph.name, graph.state, layers, inputs, sorted(produced - consumed))
-
-
-def load_state_dict(path) -> dict:
-    """Weights from a `.pt` file: a plain state dict (torch.save(net.state_dict())) or a snapshot that
-    keeps one under a key such as `weights`."""
-    import pickle
-
-    import torch
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise NetdefError(Problem(f"cannot read weights file {path} ({type(exc).__name__})",
-                                  expected="a .pt file written by torch.save")) from None
-    for key in WEIGHT_KEYS:
-        if isinstance(saved, dict) and isinstance(saved.get(key), dict):
-            saved = saved[key]
-            break
-    if not isinstance(saved, dict) or not all(isinstance(v, torch.Tensor) for v in saved.values()):
-        raise NetdefError(Problem(f"{path} holds no state dict", expected="a file written by torch.save(net.state_dict()) "
-                                  "or a netdef snapshot", found=type(saved).__name__))
-    return saved
 
 
 def load_weights(net, state: dict, path):
@@ -76,7 +54,8 @@ def deploy_net(path, weights=None, level=0, stages=(), batch=None):
         info = infer(graph, {blob: (batch,) + tuple(info.blob_shapes[blob][1:]) for blob in graph.inputs})
     net = compile_graph(graph, info)
     if weights is not None:
-        load_weights(net, load_state_dict(weights), weights)
+        from .snapshot import load_weights as read_weights
+        load_weights(net, read_weights(weights), weights)
     return net.eval(), graph, info
 
 

@@ -9,6 +9,7 @@ import torch
 import netdef
 from netdef.cli import main
 from netdef.export import deploy_net, example_inputs
+from netdef.snapshot import FORMAT, VERSION
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -72,7 +73,7 @@ def test_weights_are_exported(tmp_path):
     for seed in (0, 1):
         torch.manual_seed(seed)
         weights = tmp_path / f"w{seed}.pt"
-        torch.save({"weights": netdef.load_net(net_file).state_dict()}, weights)  # a snapshot-style file
+        torch.save({"format": FORMAT, "version": VERSION, "weights": netdef.load_net(net_file).state_dict()}, weights)
         net, graph, info = deploy_net(net_file, weights)
         outputs.append(net(data=example_inputs(graph, info)["data"])["ip2"])
     assert not torch.allclose(outputs[0], outputs[1])
@@ -88,4 +89,4 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path, capsys):
 
     not_weights = ROOT / "nets" / "lenet.yaml"
     assert main(["export", str(not_weights), "--weights", str(not_weights), "-o", str(tmp_path / "m.onnx")]) == 2
-    assert "cannot read weights file" in capsys.readouterr().err
+    assert "is not a file written by torch.save" in capsys.readouterr().err
