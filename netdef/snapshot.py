@@ -166,9 +166,9 @@ def weights_table(rows: list) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
     counts = {status: sum(1 for row in rows if row[2] == status)
               for status in ("copied", "shape mismatch", "missing in file", "not in net")}
-    lines.append(f"{counts['copied']} blobs copied, {counts['shape mismatch']} shape mismatches (kept their "
-                 f"fillers), {counts['missing in file']} missing in the file (kept their fillers), "
-                 f"{counts['not in net']} in the file but not in this net (ignored)")
+    lines.append(f"{counts['copied']} blobs copied, {counts['shape mismatch']} shape mismatches, "
+                 f"{counts['missing in file']} missing in the file, {counts['not in net']} in the file but not in "
+                 "this net")
     return "\n".join(lines)
 
 
@@ -187,9 +187,9 @@ def config_differences(stored: dict, current: dict) -> list:
     for name in sorted(set(stored_nets) | set(current_nets)):
         before, now = stored_nets.get(name, ""), current_nets.get(name, "")
         if before != now:
-            diff = difflib.unified_diff(before.splitlines(), now.splitlines(), f"{name} net in the snapshot",
-                                        f"{name} net now", lineterm="", n=1)
-            lines.append(f"{name} net differs:\n" + "\n".join("    " + line for line in diff))
+            diff = difflib.unified_diff(before.splitlines(), now.splitlines(), "in the snapshot", "now",
+                                        lineterm="", n=1)
+            lines.append(f"net {name} differs (blocks expanded):\n" + "\n".join("    " + line for line in diff))
     return lines
 
 

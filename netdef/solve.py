@@ -64,7 +64,7 @@ def resolve_seed(random_seed: int) -> int:
 @dataclass
 class PhaseNet:
     """One compiled net of one phase with the readers that feed it."""
-    role: str  # "train" or "test #k", for messages
+    written: str  # the net's path as the solver file gives it (relative to it): names the net in snapshots
     path: Path
     info: object  # NetInfo
     net: torch.nn.Module
@@ -81,7 +81,7 @@ def memory_format(device: torch.device, precision: str):
     return torch.contiguous_format
 
 
-def build_phase_net(role, path, phase, seed, device, level=0, stages=(), share_with=None,
+def build_phase_net(written, path, phase, seed, device, level=0, stages=(), share_with=None,
                     layout=torch.contiguous_format) -> PhaseNet:
     from .commands.expand import dump_net
     expanded = expand_file(path)
@@ -89,7 +89,7 @@ def build_phase_net(role, path, phase, seed, device, level=0, stages=(), share_w
     net = compile_info(info, share_with).to(device, memory_format=layout)
     feed = DataFeed(info.graph, net.input_names, phase, seed, device)
     layer_names = {module_name(spec.name): spec.name for spec in info.graph.layers}
-    return PhaseNet(role, Path(path), info, net, feed, layer_names, dump_net(expanded))
+    return PhaseNet(str(written), Path(path), info, net, feed, layer_names, dump_net(expanded))
 
 
 def setup_lines(phase_net: PhaseNet) -> list:
@@ -210,15 +210,15 @@ class Solver:
         layout = memory_format(self.device, self.values["precision"])
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-        train_path = config.resolve(self.values["net"] or self.values["train_net"])
-        self.train = build_phase_net("train", train_path, "TRAIN", self.seed, self.device, level, stages,
+        written = self.values["net"] or self.values["train_net"]
+        self.train = build_phase_net(written, config.resolve(written), "TRAIN", self.seed, self.device, level, stages,
                                      layout=layout)
         if not self.train.net.loss_weights:
             raise NetdefError(Problem("the TRAIN net has no loss to minimise", config.origin.pos(()),
                                       expected="a loss layer (SoftmaxWithLoss, ...) or a top with loss_weight"))
-        self.tests = [build_phase_net(f"test #{k}", path, "TEST", self.seed, self.device, share_with=self.train.net,
-                                      layout=layout)
-                      for k, path in enumerate(self._test_net_paths())]
+        self.tests = [build_phase_net(written, config.resolve(written), "TEST", self.seed, self.device,
+                                      share_with=self.train.net, layout=layout)
+                      for written in self._test_nets()]
         self.updater = CaffeUpdater.from_net(self.train.net, self.values)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.values["precision"] == "fp16" else None
         self.iter = 0
@@ -234,17 +234,18 @@ class Solver:
         """One seed for the fillers and dropout (torch's global generators); readers derive their own."""
         torch.manual_seed(self.seed)
 
-    def _test_net_paths(self) -> list:
+    def _test_nets(self) -> list:
         """Caffe's InitTestNets: one net per test_net file, then one instance of `net` per further test_iter."""
         values, origin = self.values, self.config.origin
-        files = [self.config.resolve(p) for p in values["test_net"] or []]
+        files = list(values["test_net"] or [])
         test_iter = values["test_iter"] or []
         if len(test_iter) < len(files) or (len(test_iter) > len(files) and not values["net"]):
             raise NetdefError(Problem("give one 'test_iter' per test net", origin.pos(("test_iter",)),
                                       expected=f"{len(files)} values" + (" or more (one per instance of 'net')"
                                                                           if values["net"] else ""),
                                       found=str(len(test_iter))))
-        return files + [self.config.resolve(values["net"])] * (len(test_iter) - len(files))
+        instances = len(test_iter) - len(files)
+        return files + [values["net"]] * instances
 
     # ---- logging ----
 
@@ -256,8 +257,9 @@ class Solver:
 
     def configs(self) -> dict:
         """What a snapshot records and a resume compares: the solver as read, every net resolved."""
-        nets = {"train": self.train.resolved_yaml}
-        nets.update({test.role: test.resolved_yaml for test in self.tests})
+        nets = {}
+        for phase_net in [self.train] + self.tests:
+            nets.setdefault(phase_net.written, phase_net.resolved_yaml)
         return {"solver": dict(self.config.values), "nets": nets, "seed": self.seed}
 
     def _write_run_folder(self):
@@ -291,7 +293,7 @@ class Solver:
         differences = config_differences(state["config"], self.configs())
         if differences:
             self.log("The current configuration differs from the snapshot's:")
-            for line in differences:
+            for line in "\n".join(differences).splitlines():
                 self.log("    " + line)
             self.log("Using the current configuration; the snapshot gives the weights, solver history, "
                      "iteration, random states and data positions.")
@@ -338,7 +340,7 @@ class Solver:
         """Caffe's --weights: copy blobs by layer name into the TRAIN net (the TEST nets share them) and
         report every layer: copied, shape mismatch, missing in the file, or not in this net."""
         rows = copy_weights(self.train.net, load_weights(path), self.train.layer_names)
-        self.log(f"Copying weights from {path}:")
+        self.log(f"Copying weights from {path} (blobs not copied keep their fillers):")
         for line in weights_table(rows).splitlines():
             self.log("    " + line)
 
@@ -374,12 +376,13 @@ class Solver:
                         unit="iter", dynamic_ncols=True, leave=False)
         try:
             with self.signals.installed():
-                self._step(values["max_iter"] - self.iter)
+                self.step(values["max_iter"] - self.iter)
                 self._finish()
         finally:
             self.bar.close()
             self.bar = None
             self.writer.close()
+            self.writer = None
 
     def _finish(self):
         values = self.values
@@ -418,7 +421,8 @@ class Solver:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _step(self, iterations: int):
+    def step(self, iterations: int):
+        """Caffe's Solver::Step: `iterations` updates with their tests, displays and snapshots as due."""
         values = self.values
         net, feed, loss_weights = self.train.net, self.train.feed, self.train.net.loss_weights
         display, test_interval, snapshot = values["display"], values["test_interval"], values["snapshot"]
@@ -444,7 +448,8 @@ class Solver:
                 self._display(outputs, rate)
             self._update(rate)
             self.iter += 1
-            self.bar.update(1)
+            if self.bar is not None:
+                self.bar.update(1)
             if snapshot and self.iter % snapshot == 0:
                 self.snapshot()
             action = self.signals.take()
@@ -480,13 +485,18 @@ class Solver:
         loss_weights = self.train.net.loss_weights
         for index, (blob, value, weight) in enumerate(output_values(outputs, loss_weights)):
             self.log(output_line("Train", index, blob, value, weight))
-            self.writer.add_scalar(f"train_outputs/{blob}", value, self.iter)
+            self._scalar(f"train_outputs/{blob}", value)
         self.log(f"Iteration {self.iter}, lr = {rate:.6g}")
-        self.writer.add_scalar("train/loss", smoothed, self.iter)
-        self.writer.add_scalar("train/lr", rate, self.iter)
+        self._scalar("train/loss", smoothed)
+        self._scalar("train/lr", rate)
         if self.iter > self._timer_iter:
-            self.writer.add_scalar("train/iters_per_second", per_second, self.iter)
+            self._scalar("train/iters_per_second", per_second)
         self._timer, self._timer_iter = time.perf_counter(), self.iter
+
+    def _scalar(self, tag, value):
+        """A TensorBoard point at the current iteration (solve() opens the writer; step() alone has none)."""
+        if self.writer is not None:
+            self.writer.add_scalar(tag, value, self.iter)
 
     def test_all(self):
         for index in range(len(self.tests)):
@@ -519,4 +529,4 @@ class Solver:
         tag = "test" if index == 0 else f"test{index}"
         for k, (blob, value, weight) in enumerate(output_values(means, phase_net.net.loss_weights)):
             self.log(output_line("Test", k, blob, value, weight))
-            self.writer.add_scalar(f"{tag}/{blob}", value, self.iter)
+            self._scalar(f"{tag}/{blob}", value)

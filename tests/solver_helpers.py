@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -78,3 +79,12 @@ def spawn_netdef(*args, cwd=None) -> subprocess.Popen:
 
 def snapshot_weights(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["weights"]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets run fastest on one thread, and a busy 2-core CI machine spins badly with two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
