@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import operator
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import NetdefError, Problem, did_you_mean
@@ -42,11 +44,16 @@ class TemplateError(Exception):
 def evaluate(expression: str, scope: dict):
     """Evaluate a template expression: arithmetic, comparisons, `a if c else b`, indexing, a few functions.
     No attribute access and no other calls, so a net file can never run code."""
+    return _eval(_parse(expression), scope)
+
+
+@lru_cache(maxsize=4096)
+def _parse(expression: str):
+    """Blocks repeat the same few expressions thousands of times (ResNet-152): parse each once."""
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
+        return ast.parse(expression.strip(), mode="eval").body
     except SyntaxError:
         raise TemplateError(f"cannot parse expression '{expression}'") from None
-    return _eval(tree.body, scope)
 
 
 def _eval(node, scope):
@@ -158,6 +165,7 @@ class _Expander:
     def __init__(self, blocks: dict):
         self.blocks = blocks
         self.layers, self.origins, self.problems = [], [], []
+        self.valid = set()  # schema-valid layers, by _validity_key
 
     def entries(self, entries, source, prefix, via, scope, depth):
         for i, entry in enumerate(entries):
@@ -173,12 +181,23 @@ class _Expander:
                     self.instance(entry, origin, scope, depth)
                 else:
                     if scope is not None and via:
-                        self.problems += layer_problems(entry, origin, templates=False)
+                        self.problems += self.layer_problems(entry, origin)
                     self.layers.append(entry)
                     self.origins.append(origin)
             except TemplateError as exc:
                 self.problems.append(Problem(str(exc), origin.pos(exc.path), layer=_shown_name(entry, scope),
                                              via=via))
+
+    def layer_problems(self, entry, origin):
+        """Schema problems of a layer made by a block; a layer equal to one found valid before (up to its
+        name, bottoms and tops, which the schema only needs to be strings) is not checked again."""
+        key = _validity_key(entry)
+        if key in self.valid:
+            return []
+        problems = layer_problems(entry, origin, templates=False)
+        if not problems:
+            self.valid.add(key)
+        return problems
 
     def instance(self, use, origin: Origin, outer_scope, depth):
         block = self.blocks.get(use["use"])
@@ -248,6 +267,15 @@ class _Expander:
                                          f"'{top}' (its top)", origin.pos(("use",)), layer=name,
                                          found=", ".join(sorted(produced)) or "no tops",
                                          hint="name the block's last top '${top}'"))
+
+
+def _validity_key(entry) -> str:
+    def blank(value):
+        if isinstance(value, str):
+            return ""
+        return [blank(v) for v in value] if isinstance(value, list) else value
+    return json.dumps({k: blank(v) if k in ("name", "bottom", "top") else v for k, v in entry.items()},
+                      sort_keys=True, default=repr)
 
 
 def _as_list(value):
