@@ -66,7 +66,10 @@ def run_netdef(*args) -> tuple:
     """`netdef ARGS` in this process: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit:  # argparse's usage errors
+            code = exit.code
     return code, out.getvalue(), err.getvalue()
 
 
