@@ -12,6 +12,7 @@ test iterations nothing is read back from the device: the loss window stays a de
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -89,7 +90,7 @@ def build_phase_net(written, path, phase, seed, device, level=0, stages=(), shar
     net = compile_info(info, share_with).to(device, memory_format=layout)
     feed = DataFeed(info.graph, net.input_names, phase, seed, device)
     layer_names = {module_name(spec.name): spec.name for spec in info.graph.layers}
-    return PhaseNet(str(written), Path(path), info, net, feed, layer_names, dump_net(expanded))
+    return PhaseNet(str(written), Path(os.path.normpath(path)), info, net, feed, layer_names, dump_net(expanded))
 
 
 def setup_lines(phase_net: PhaseNet) -> list:
