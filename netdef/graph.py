@@ -187,6 +187,6 @@ def _wire(graph: Graph, problems: list):
     if has_loss and not problems:
         for blob, spec in sorted(available.items()):
             j = spec.tops.index(blob)
-            if not spec.loss_weights[j] and not spec.impl.is_source and spec.impl.kind not in ("metric",):
+            if not spec.loss_weights[j] and not spec.impl.is_source and spec.impl.kind not in ("metric", "loss"):
                 problems.append(spec.problem(f"top '{blob}' is never used and is not a loss", ("top",),
                                              hint="feed it to a layer, give it a loss_weight, or remove the layer"))
