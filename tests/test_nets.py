@@ -133,6 +133,50 @@ def test_lenet5_trains_and_its_rbf_centres_stay_fixed():
     assert torch.equal(net.output.weight, centres)
 
 
+LENET5_PARTS = """
+name: parts
+layers:
+  - {name: data, type: Input, top: [data, label], input_param: {shape: [{dim: [2, 2, 4, 4]}, {dim: [2]}]}}
+  - {name: s, type: Subsampling, bottom: data, top: s,
+     subsampling_param: {weight_filler: {type: constant, value: 0.5}, bias_filler: {type: constant, value: -1}}}
+  - name: rbf
+    type: RBF
+    bottom: s
+    top: rbf
+    rbf_param:
+      num_output: 3
+      bitmap: ["#.#. .#.#", "##.. ..##", "#... ...#"]
+  - {name: loss, type: RBFLoss, bottom: [rbf, label], top: loss, rbf_loss_param: {j: 2.0}}
+"""
+
+
+def test_subsampling_rbf_and_rbf_loss_follow_the_paper(tmp_path):
+    """Against the formulas written out: S = coefficient x (2x2 window sum) + bias; y_i = sum_j (x_j - w_ij)^2;
+    E = y_label + log(e^-j + sum_i e^-y_i) (Eq. 9), averaged over the batch."""
+    import torch
+    path = tmp_path / "parts.yaml"
+    path.write_text(LENET5_PARTS)
+    net = netdef.load_net(path, phase="TEST")
+    data = torch.arange(64, dtype=torch.float32).reshape(2, 2, 4, 4) / 64
+    label = torch.tensor([2.0, 0.0])
+    captured = {}
+    net.rbf.register_forward_hook(lambda module, args, out: captured.update(s=args[0], rbf=out))
+    loss = net(data=data, label=label)["loss"]
+    windows = data.reshape(2, 2, 2, 2, 2, 2).sum((3, 5))  # (n, c, row, col) sums of 2x2 windows
+    assert torch.allclose(captured["s"], 0.5 * windows - 1)
+    codes = torch.tensor([[1, -1, 1, -1, -1, 1, -1, 1], [1, 1, -1, -1, -1, -1, 1, 1], [1, -1, -1, -1, -1, -1, -1, 1]],
+                         dtype=torch.float32)
+    x = captured["s"].flatten(1)
+    penalties = torch.stack([((x - code) ** 2).sum(1) for code in codes], 1)
+    assert torch.allclose(captured["rbf"], penalties)
+    expected = [penalties[n, int(label[n])] + math.log(math.exp(-2.0) + torch.exp(-penalties[n]).sum().item())
+                for n in range(2)]
+    assert loss.item() == pytest.approx(sum(expected).item() / 2, rel=1e-6)
+    info = netdef.summarize(path, phase="TEST")
+    assert (info.row("s").params, info.row("s").connections, info.row("s").macs) == (4, 2 * 2 * 2 * 5, 8)
+    assert (info.row("rbf").params, info.row("rbf").connections) == (24, 24)
+
+
 # One forward and backward step per net (TRAIN phase, random data). The cost is kept low by the batch size
 # and, where the net allows it, the resolution: ResNets end in global pooling (at 32x32 res5 is 1x1); VGG's
 # convolutional part runs at 32x32 (fc6 then reads 1x1x512 instead of 7x7x512), VGG-16 at full size.
