@@ -116,7 +116,7 @@ def test_lenet5_rbf_codes_are_plus_minus_one_bitmaps():
     assert [len(row) for row in table] == [3] * 6 + [4] * 9 + [6]
 
 
-def test_lenet5_trains_and_its_rbf_centres_stay_fixed():
+def test_lenet5_step_keeps_the_rbf_codes_and_the_c3_table():
     import torch
     torch.manual_seed(0)
     net = netdef.load_net(net_path("lenet5_1998"), phase="TRAIN", input_shapes={"data": (4, 1, 32, 32), "label": (4,)})
