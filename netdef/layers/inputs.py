@@ -45,7 +45,7 @@ class DummyData(Layer):
     summary = "generated tops (fillers) for tests and benchmarks"
     blocks = {"dummy_data_param": {"shape": BLOB_SHAPE,
                                    "data_filler": FillerField("filler of each top (one for all, or one per top)",
-                                                              list_of=True)}}
+                                                              repeated=True)}}
     bottoms = (0, 0)
     tops = (1, None)
     is_source = True
@@ -62,6 +62,9 @@ class DummyData(Layer):
     def infer(self, shapes):
         return _shapes(self.spec, self.p["shape"], ("dummy_data_param", "shape"))
 
+    def reader(self, phase, seed, device):
+        return _DummyReader(self, device)
+
     def batch(self, device=None):
         """One batch: a tensor per top, filled as the layer says."""
         import torch
@@ -74,3 +77,23 @@ class DummyData(Layer):
                 fill(tensor, spec)
             out.append(tensor)
         return out
+
+
+class _DummyReader:
+    """Serves DummyData batches. Constant tops are filled once (as Caffe); random ones are refilled each
+    batch from torch's global generator, which snapshots already save, so the reader has no state."""
+
+    def __init__(self, layer: DummyData, device):
+        self.layer, self.device = layer, device
+        fillers = layer.p["data_filler"] or [None]
+        self.constant = all(f is None or f["type"] == "constant" for f in fillers)
+        self.cached = layer.batch(device) if self.constant else None
+
+    def next(self) -> list:
+        return self.cached if self.constant else self.layer.batch(self.device)
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
