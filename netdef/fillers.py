@@ -95,3 +95,12 @@ def fill(tensor, spec):
     import torch
     with torch.no_grad():
         FILLERS[spec["type"]](tensor, spec)
+
+
+def fill_weight_and_bias(module, weight_filler, bias_filler):
+    """Initialise a built module's `weight` and `bias` (either may be absent) from their filler blocks."""
+    if getattr(module, "weight", None) is not None:
+        fill(module.weight, weight_filler)
+    if getattr(module, "bias", None) is not None:
+        fill(module.bias, bias_filler)
+    return module

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .api import compile_info, expand_file, net_state, summarize
+from .api import compile_info, expand_file, summarize
 from .build import module_name, weighted_loss
 from .errors import NetdefError, Problem
 from .layers.base import numel

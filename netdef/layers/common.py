@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Bool, Enum, Int
-from ..fillers import FillerField, fill
+from ..fillers import FillerField, fill_weight_and_bias
 from .base import Layer, ShapeError, numel, register
 
 
@@ -54,10 +54,7 @@ class InnerProduct(Layer):
         from .modules import InnerProduct as Module
         axis, k = self._k(shapes[0])
         module = Module(k, self.p["num_output"], self.p["bias_term"], axis, self.p["transpose"])
-        fill(module.weight, self.p["weight_filler"])
-        if module.bias is not None:
-            fill(module.bias, self.p["bias_filler"])
-        return module
+        return fill_weight_and_bias(module, self.p["weight_filler"], self.p["bias_filler"])
 
 
 @register

@@ -4,7 +4,6 @@ Heavy imports (torch, numpy, Pillow, h5py) happen only when data are read, so ch
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 from ..errors import NetdefError, Pos, Problem
 from ..fields import Bool, Enum, Int, Str

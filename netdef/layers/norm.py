@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Bool, Float, Int
-from ..fillers import FillerField, fill
+from ..fillers import FillerField, fill, fill_weight_and_bias
 from .base import Layer, ShapeError, numel, register
 from .common import _axis
 
@@ -100,11 +100,7 @@ class Scale(Layer):
         from .modules import Scale as Module
         axis, shape = self._shape(shapes)
         module = Module(shape, axis, self.p["bias_term"], learn_scale=len(shapes) == 1)
-        if module.weight is not None:
-            fill(module.weight, self.p["filler"])
-        if module.bias is not None:
-            fill(module.bias, self.p["bias_filler"])
-        return module
+        return fill_weight_and_bias(module, self.p["filler"], self.p["bias_filler"])
 
 
 @register

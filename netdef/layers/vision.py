@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..fields import Bool, Enum, Float, Int
-from ..fillers import FillerField, fill
+from ..fillers import FillerField, fill_weight_and_bias
 from .base import Layer, ShapeError, numel, register
 
 
@@ -102,10 +102,7 @@ class _ConvBase(Layer):
         return ("weight", "bias") if self.p["bias_term"] else ("weight",)
 
     def _init(self, module):
-        fill(module.weight, self.p["weight_filler"])
-        if module.bias is not None:
-            fill(module.bias, self.p["bias_filler"])
-        return module
+        return fill_weight_and_bias(module, self.p["weight_filler"], self.p["bias_filler"])
 
 
 @register
