@@ -60,19 +60,36 @@ def _mark(source: Source, mark) -> Pos:
     return Pos(source.file, mark.line + 1, mark.column + 1)
 
 
+def _merge_keys(node, source: Source, problems: list, scalars: _Loader) -> int:
+    """Resolve YAML merge keys (`<<: *defaults`) in place; returns how many leading pairs were merged in."""
+    own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+    try:
+        scalars.flatten_mapping(node)
+    except yaml.constructor.ConstructorError as exc:
+        problems.append(Problem(f"invalid merge key '<<': {exc.problem}", _mark(source, exc.problem_mark),
+                                expected="a mapping or a list of mappings (e.g. <<: *defaults)"))
+        node.value = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        return 0
+    return len(node.value) - own
+
+
 def _construct(node, path, source: Source, problems: list, scalars: _Loader):
     source.values[path] = _mark(source, node.start_mark)
     if isinstance(node, yaml.MappingNode):
         result = {}
         first_seen = {}
-        for key_node, value_node in node.value:
+        merged = _merge_keys(node, source, problems, scalars)
+        merged_positions = {_mark(source, k.start_mark) for k, _ in node.value[:merged]}
+        for index, (key_node, value_node) in enumerate(node.value):
             key = _construct(key_node, path + ("<key>",), source, problems, scalars)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 problems.append(Problem("a mapping key must be a plain name",
                                         _mark(source, key_node.start_mark), found=str(key)))
                 continue
             key_pos = _mark(source, key_node.start_mark)
-            if key in first_seen:
+            if key in first_seen and (index < merged or first_seen[key] in merged_positions):
+                pass  # a `<<:` merged value: later entries and the mapping's own keys override it, as YAML says
+            elif key in first_seen:
                 first = first_seen[key]
                 where = f"line {first.line}" + (f", column {first.col}" if first.line == key_pos.line else "")
                 problems.append(Problem(f"duplicate key '{key}' (first at {where}); "

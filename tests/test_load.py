@@ -179,3 +179,20 @@ def test_libyaml_and_pure_python_parsers_give_the_same_data_and_positions(net, m
     slow = load_yaml_text(text, net)
     assert fast[0] == slow[0]
     assert fast[1].values == slow[1].values and fast[1].keys == slow[1].keys
+
+
+def test_merge_keys_merge_and_the_mappings_own_keys_override():
+    data, _ = load_yaml_text("defaults: &d {lr_mult: 1, decay_mult: 1}\n"
+                             "param:\n  <<: *d\n  decay_mult: 0\n")
+    assert data["param"] == {"lr_mult": 1, "decay_mult": 0}
+
+
+def test_a_bad_merge_value_is_a_positioned_problem_not_a_traceback():
+    with pytest.raises(NetdefError) as caught:
+        load_yaml_text("param:\n  <<: 5\n")
+    assert str(caught.value).startswith("<string>:2:7: invalid merge key '<<'")
+
+
+def test_a_key_repeated_after_a_merge_is_still_a_duplicate():
+    with pytest.raises(NetdefError, match="duplicate key 'c' \\(first at line 4\\)"):
+        load_yaml_text("a: &x {b: 1}\nd:\n  <<: *x\n  c: 3\n  c: 4\n")
