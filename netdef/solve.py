@@ -33,7 +33,6 @@ from .snapshot import (FORMAT, VERSION, check_writable, config_differences, copy
 from .updates import CaffeUpdater
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-EFFECTS = ("stop", "snapshot", "none")
 
 
 # ---- setup helpers ----

@@ -10,6 +10,7 @@ from .load import Origin, load_yaml
 
 LR_POLICIES = ["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"]
 SOLVER_TYPES = ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"]
+SIGNAL_EFFECTS = ("stop", "snapshot", "none")  # what SIGINT/SIGHUP do during `netdef train`, as Caffe
 
 SOLVER_FIELDS = {
     "net": Str(None, "net file holding TRAIN and TEST layers (relative to the solver file)"),

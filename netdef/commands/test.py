@@ -1,12 +1,5 @@
 """Score trained weights on a net's TEST phase, as `caffe test`: runs --iterations batches from the net's
 data layers, prints every output of every batch, then the means (and the mean total loss)."""
-import torch
-
-from .. import summarize
-from ..build import weighted_loss
-from ..oversample import build_ten_crop_net
-from ..snapshot import copy_weights, load_weights, weights_table
-from ..solve import build_phase_net, memory_format, output_text, output_values, resolve_device
 from .common import add_state_arguments
 
 
@@ -29,6 +22,15 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
+    # Imported here: building the CLI's parser (`netdef --help`) must not load torch.
+    import torch
+
+    from .. import summarize
+    from ..build import weighted_loss
+    from ..oversample import build_ten_crop_net
+    from ..snapshot import copy_weights, load_weights, weights_table
+    from ..solve import build_phase_net, memory_format, output_text, output_values, resolve_device
+
     device = resolve_device(args.device)
     summarize(args.model, args.phase, args.level, tuple(args.stage))  # bad nets fail before any weight is read
     weights = load_weights(args.weights)

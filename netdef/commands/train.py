@@ -1,8 +1,7 @@
 """Train a net with a solver file, as `caffe train`: tests when due, logs in Caffe's format, writes
 snapshots and TensorBoard events. --snapshot resumes a run exactly; --weights starts from another run's
 weights (fine-tuning, copied by layer name). SIGINT stops after a snapshot, SIGHUP writes one and goes on."""
-from ..solve import EFFECTS, SignalActions, Solver
-from ..solverconf import load_solver
+from ..solverconf import SIGNAL_EFFECTS, load_solver
 
 
 def add_arguments(parser):
@@ -14,14 +13,16 @@ def add_arguments(parser):
     parser.add_argument("--device", help="override the solver's device (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--level", type=int, default=0, help="TRAIN net state level (Caffe's -level)")
     parser.add_argument("--stage", action="append", default=[], help="TRAIN net state stage (repeatable)")
-    parser.add_argument("--sigint-effect", choices=EFFECTS, default="stop",
+    parser.add_argument("--sigint-effect", choices=SIGNAL_EFFECTS, default="stop",
                         help="on SIGINT (Ctrl-C): stop (after the closing snapshot), snapshot and go on, or "
                              "nothing (default stop)")
-    parser.add_argument("--sighup-effect", choices=EFFECTS, default="snapshot",
+    parser.add_argument("--sighup-effect", choices=SIGNAL_EFFECTS, default="snapshot",
                         help="on SIGHUP: snapshot and go on, stop, or nothing (default snapshot)")
 
 
 def run(args) -> int:
+    from ..solve import SignalActions, Solver  # imported here: `netdef --help` must not load torch
+
     config = load_solver(args.solver)
     solver = Solver(config, device=args.device, level=args.level, stages=tuple(args.stage),
                     signals=SignalActions(args.sigint_effect, args.sighup_effect))
