@@ -50,3 +50,15 @@ def test_a_dummy_data_net_trains_from_the_cli(tmp_path, capsys, monkeypatch):
     assert main(["train", str(tmp_path / "solver.yaml")]) == 0
     out = capsys.readouterr()
     assert "Iteration 2, lr = 0.01" in out.out + out.err and "Optimization Done." in out.out + out.err
+
+
+def test_net_on_the_command_line_replaces_the_solvers_net(tmp_path, capsys, monkeypatch):
+    (tmp_path / "dummy.yaml").write_text(NET)
+    (tmp_path / "other.yaml").write_text(NET.replace("name: ip,", "name: other_ip,"))
+    (tmp_path / "solver.yaml").write_text(SOLVER)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "solver.yaml", "--net", "other.yaml"]) == 0
+    out = capsys.readouterr()
+    log = out.out + out.err
+    assert "net: other.yaml from the command line instead of the solver's dummy.yaml" in log
+    assert "Setting up other_ip" in log and "Setting up ip\n" not in log
