@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .errors import NetdefError, Problem, did_you_mean
+from .fields import as_list
 from .load import Origin, Source, load_yaml
 from .validate import layer_problems, validate_document
 
@@ -261,7 +262,7 @@ class _Expander:
         return top if varies else name
 
     def _check_produces(self, top, first, block, origin, name):
-        produced = {t for layer in self.layers[first:] for t in _as_list(layer.get("top"))}
+        produced = {t for layer in self.layers[first:] for t in as_list(layer.get("top"))}
         if top not in produced and len(self.layers) > first:
             self.problems.append(Problem(f"block '{block.name}' instance '{name}' produces no blob named "
                                          f"'{top}' (its top)", origin.pos(("use",)), layer=name,
@@ -276,12 +277,6 @@ def _validity_key(entry) -> str:
         return [blank(v) for v in value] if isinstance(value, list) else value
     return json.dumps({k: blank(v) if k in ("name", "bottom", "top") else v for k, v in entry.items()},
                       sort_keys=True, default=repr)
-
-
-def _as_list(value):
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 def _shown_name(entry, scope):

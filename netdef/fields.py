@@ -83,7 +83,7 @@ class Field:
             return given
         if self.kind == "block":
             if self.list_of or self.repeated:
-                items = given if isinstance(given, list) else [given]
+                items = as_list(given)
                 return [apply_defaults(self.fields, item) for item in items]
             return apply_defaults(self.fields, given)
         if self.repeated and not isinstance(given, list):
@@ -118,6 +118,13 @@ def _define(defs: dict, name: str, schema: dict) -> str:
         key = f"{name}_{n}"
     defs[key] = schema
     return key
+
+
+def as_list(value) -> list:
+    """A Caffe repeated field as written (absent, one value or a list) as a new list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 
 def apply_defaults(fields: dict, given: dict) -> dict:

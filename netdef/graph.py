@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import NetdefError, Problem, count, did_you_mean
 from .expand import ExpandedNet
-from .fields import apply_defaults
+from .fields import apply_defaults, as_list
 from .layers import LAYERS
 from .load import Origin
 from .schema import PARAM_SPEC_FIELDS, RULE_FIELDS
@@ -61,12 +61,6 @@ class Graph:
         return next(spec for spec in self.layers if spec.name == name)
 
 
-def _as_list(value):
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
 def _rule_matches(rule, state: NetState) -> bool:
     rule = apply_defaults(RULE_FIELDS, rule)
     return ((rule["phase"] is None or rule["phase"] == state.phase)
@@ -79,14 +73,14 @@ def _rule_matches(rule, state: NetState) -> bool:
 def included(raw: dict, state: NetState) -> bool:
     """Caffe's FilterNet: include rules admit if any matches; else excluded if any exclude rule matches."""
     if raw.get("include"):
-        return any(_rule_matches(r, state) for r in _as_list(raw["include"]))
-    return not any(_rule_matches(r, state) for r in _as_list(raw.get("exclude")))
+        return any(_rule_matches(r, state) for r in as_list(raw["include"]))
+    return not any(_rule_matches(r, state) for r in as_list(raw.get("exclude")))
 
 
 def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
     cls = LAYERS[raw["type"]]
     params = {key: apply_defaults(fields, raw.get(key) or {}) for key, fields in cls.blocks.items()}
-    bottoms, tops = _as_list(raw.get("bottom")), _as_list(raw.get("top"))
+    bottoms, tops = as_list(raw.get("bottom")), as_list(raw.get("top"))
     given_specs = raw.get("param") or []
     spec = LayerSpec(raw["name"], raw["type"], bottoms, tops, params, [], [], [], origin, raw)
     if len(given_specs) > len(cls.blobs):
@@ -99,11 +93,11 @@ def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
     if weights is None:
         spec.loss_weights = [1.0 if (cls.is_loss and i == 0) else 0.0 for i in range(len(tops))]
     else:
-        spec.loss_weights = [float(w) for w in _as_list(weights)]
+        spec.loss_weights = [float(w) for w in as_list(weights)]
         if len(spec.loss_weights) != len(tops):
             problems.append(spec.problem("one 'loss_weight' per top is needed", ("loss_weight",),
                                          expected=count(len(tops), "value"), found=str(len(spec.loss_weights))))
-    spec.propagate_down = [bool(v) for v in _as_list(raw.get("propagate_down"))] or [True] * len(bottoms)
+    spec.propagate_down = [bool(v) for v in as_list(raw.get("propagate_down"))] or [True] * len(bottoms)
     if len(spec.propagate_down) != len(bottoms):
         problems.append(spec.problem("one 'propagate_down' per bottom is needed", ("propagate_down",),
                                      expected=count(len(bottoms), "value"), found=str(len(spec.propagate_down))))

@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from .errors import NetdefError, Pos, Problem
+from .fields import as_list
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+|\#[^\n]*)
@@ -147,12 +148,6 @@ def parse_prototxt(text: str, file: str = "<string>") -> dict:
     return _message(_Tokens(text, file), None)
 
 
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
 def _listify(block: dict, fields: dict, compact: bool) -> dict:
     """Repeated Caffe fields (per netdef's field tables) as lists, nested blocks alike; with `compact`,
     a one-element repeated field as its plain value instead (netdef accepts either)."""
@@ -163,10 +158,10 @@ def _listify(block: dict, fields: dict, compact: bool) -> dict:
             out[key] = value
         elif field.list_of and field.kind != "block":
             # A repeated message of repeated values (connection_table rows): each row a list.
-            out[key] = [_as_list(row) for row in _as_list(value)]
+            out[key] = [as_list(row) for row in as_list(value)]
         elif field.repeated or field.list_of:
             items = [_listify(item, field.fields, compact) if field.kind == "block" and isinstance(item, dict)
-                     else item for item in _as_list(value)]
+                     else item for item in as_list(value)]
             out[key] = items[0] if compact and field.repeated and len(items) == 1 else items
         elif field.kind == "block" and isinstance(value, dict):
             out[key] = _listify(value, field.fields, compact)
@@ -186,9 +181,9 @@ def _layer(raw: dict, compact: bool) -> dict:
 
 def _legacy_input_layer(net: dict, file: str) -> dict | None:
     """Caffe's deprecated net-level inputs as the Input layer Caffe's upgrade makes of them."""
-    names = _as_list(net.pop("input", None))
-    shapes = [{"dim": _as_list(s.get("dim"))} for s in _as_list(net.pop("input_shape", None))]
-    dims = _as_list(net.pop("input_dim", None))
+    names = as_list(net.pop("input", None))
+    shapes = [{"dim": as_list(s.get("dim"))} for s in as_list(net.pop("input_shape", None))]
+    dims = as_list(net.pop("input_dim", None))
     if not names:
         return None
     if dims:
@@ -208,7 +203,7 @@ def net_from_prototxt(text: str, file: str = "<string>", compact: bool = False) 
                                   hint="upgrade it first with Caffe's upgrade_net_proto_text"))
     out = {"name": net.pop("name")} if "name" in net else {}
     inputs = _legacy_input_layer(net, file)
-    layers = [_layer(raw, compact) for raw in _as_list(net.pop("layer", None))]
+    layers = [_layer(raw, compact) for raw in as_list(net.pop("layer", None))]
     out["layers"] = ([inputs] if inputs else []) + layers
     out.update(net)  # anything else (force_backward, state, ...) is kept for `netdef check` to judge
     return out
