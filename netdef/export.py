@@ -26,17 +26,18 @@ def deploy_graph(graph: Graph) -> Graph:
 
 
 def load_weights(net, state: dict, path):
-    """Copies the weights of the net's layers; layers of other phases in the file are ignored."""
-    own = net.state_dict()
-    missing = sorted(k for k in own if k not in state)
-    wrong = sorted(f"{k} {list(state[k].shape)} (net: {list(own[k].shape)})" for k in own
-                   if k in state and state[k].shape != own[k].shape)
+    """Copies the weights of the net's layers, every one of them (export refuses a partly trained net);
+    layers of other phases in the file are ignored."""
+    from .snapshot import copy_weights
+    rows = copy_weights(net, state, {})
+    missing = [f"{layer}.{blob}" for layer, blob, status, _, _ in rows if status == "missing in file"]
+    wrong = [f"{layer}.{blob} {list(stored)} (net: {list(own)})"
+             for layer, blob, status, stored, own in rows if status == "shape mismatch"]
     if missing or wrong:
         raise NetdefError(Problem(f"weights in {path} do not fit the net",
                                   expected="a value for every parameter, of the net's shape",
                                   found="; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
                                                                 f"shape of {', '.join(wrong)}" if wrong else ""]))))
-    net.load_state_dict({k: state[k] for k in own})
 
 
 def deploy_net(path, weights=None, level=0, stages=(), batch=None):
