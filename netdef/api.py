@@ -7,10 +7,10 @@
 """
 from __future__ import annotations
 
-from .expand import ExpandedNet, expand
-from .graph import Graph, NetState, build_graph
-from .infer import NetInfo, infer
-from .load import load_yaml
+from .front.expand import ExpandedNet, expand
+from .front.graph import Graph, NetState, build_graph
+from .front.infer import NetInfo, infer
+from .front.load import load_yaml
 
 
 def expand_file(path) -> ExpandedNet:

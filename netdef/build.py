@@ -14,8 +14,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
-from .graph import Graph
-from .infer import NetInfo
+from .front.graph import Graph
+from .front.infer import NetInfo
 
 
 def module_name(layer_name: str) -> str:

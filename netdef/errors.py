@@ -52,6 +52,14 @@ class Problem:
         return (self.pos or Pos("", 0, 0), self.message)
 
 
+class ShapeError(Exception):
+    """A shape rule found inputs it cannot accept; becomes a positioned Problem in the graph stage."""
+
+    def __init__(self, message, expected=None, found=None, path=()):
+        super().__init__(message)
+        self.message, self.expected, self.found, self.path = message, expected, found, tuple(path)
+
+
 class NetdefError(Exception):
     """Bad input: one or more problems. The CLI prints them and exits with status 2."""
 

@@ -15,9 +15,9 @@ import torch
 import netdef
 from netdef.fields import apply_defaults
 from netdef.layers import LAYERS
-from netdef.load import load_yaml
-from netdef.prototxt import load_prototxt, net_from_prototxt, parse_prototxt
-from netdef.schema import layer_fields
+from netdef.front.load import load_yaml
+from netdef.caffe.prototxt import load_prototxt, net_from_prototxt, parse_prototxt
+from netdef.front.schema import layer_fields
 
 ROOT = Path(__file__).resolve().parent.parent
 CAFFE = Path("/work/shared/caffe")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from netdef import cifar
+from netdef.data import cifar
 from netdef.api import load_graph, summarize
-from netdef.commands.data import download
+from netdef.cli.data import download
 from netdef.errors import NetdefError
 
 

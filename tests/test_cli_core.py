@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from netdef.load import load_yaml
+from netdef.front.load import load_yaml
 
 BAD = "tests/data/bad"
 

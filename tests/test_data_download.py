@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from netdef.commands.data import DATASETS, download
+from netdef.cli.data import DATASETS, download
 from solver_helpers import MNIST5K, run_netdef
 
 

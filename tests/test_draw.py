@@ -14,7 +14,7 @@ from PIL import Image
 from netdef.cli import main
 from netdef.draw import build_drawing, write_drawing
 from netdef.draw.scene import build_scene
-from netdef.report import block_rows
+from netdef.tools.summary import block_rows
 from netdef import summarize
 
 ROOT = Path(__file__).resolve().parents[1]

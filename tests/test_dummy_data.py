@@ -2,7 +2,7 @@
 import torch
 
 from netdef.cli import main
-from netdef.graph import NetState, build_graph
+from netdef.front.graph import NetState, build_graph
 from netdef import expand_file
 
 NET = """name: dummy

@@ -12,7 +12,7 @@ import pytest
 
 import netdef
 from netdef.cli import main
-from netdef.expand import TemplateError, evaluate
+from netdef.front.expand import TemplateError, evaluate
 
 BLOCKS = Path(__file__).resolve().parent / "data" / "blocks"
 NET = BLOCKS / "net.yaml"

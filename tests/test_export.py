@@ -8,8 +8,8 @@ import torch
 
 import netdef
 from netdef.cli import main
-from netdef.export import deploy_net, example_inputs
-from netdef.snapshot import FORMAT, VERSION
+from netdef.tools.export import deploy_net, example_inputs
+from netdef.train.snapshot import FORMAT, VERSION
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

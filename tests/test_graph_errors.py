@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netdef import errors, load_graph, summarize
-from netdef.commands.check import net_phases
+from netdef.cli.check import net_phases
 from netdef.errors import NetdefError, Pos, Problem
 
 INPUTS = """

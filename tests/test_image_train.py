@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from netdef.api import load_graph, load_net
-from netdef.snapshot import load_weights
+from netdef.train.snapshot import load_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 

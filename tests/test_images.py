@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from netdef.api import load_graph, summarize
-from netdef.augment import average_crops, make_transform, ten_crops
+from netdef.data.augment import average_crops, make_transform, ten_crops
 from netdef.errors import NetdefError
 
 ROOT = Path(__file__).resolve().parent.parent

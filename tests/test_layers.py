@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 import netdef
 from netdef.build import module_name
 from netdef.layers import LAYERS
-from netdef.schema import net_schema
+from netdef.front.schema import net_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = ROOT / "data" / "mnist5k"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from netdef import load
+from netdef.front import load
 from netdef.errors import NetdefError, Pos
-from netdef.load import Origin, load_yaml, load_yaml_text
+from netdef.front.load import Origin, load_yaml, load_yaml_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from netdef.errors import NetdefError
-from netdef.lr_policy import learning_rate, multistep_current_step, schedule
-from netdef.solverconf import load_solver
+from netdef.train.lr_policy import learning_rate, multistep_current_step, schedule
+from netdef.train.config import load_solver
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "nets" / "lenet.yaml"

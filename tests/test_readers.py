@@ -7,7 +7,8 @@ import torch
 
 import netdef
 from netdef.layers.data import IdxBackend
-from netdef.readers import InMemoryReader, Transform, image_reader
+from netdef.data.augment import image_reader
+from netdef.data.readers import InMemoryReader, Transform
 from solver_helpers import MNIST5K, one_thread, write_tiny_net  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from netdef.commands.schema import render
-from netdef.load import load_yaml, load_yaml_text
+from netdef.cli.schema import render
+from netdef.front.load import load_yaml, load_yaml_text
 
 ROOT = Path(__file__).resolve().parent.parent
 NETS = sorted((ROOT / "nets").glob("*.yaml"))

@@ -5,9 +5,9 @@ import torch
 
 import netdef
 from netdef.build import module_name
-from netdef.snapshot import (check_writable, config_differences, copy_weights, load_snapshot, load_weights,
+from netdef.train.snapshot import (check_writable, config_differences, copy_weights, load_snapshot, load_weights,
                              save_atomic, snapshot_path, snapshot_prefix, weights_table)
-from netdef.solverconf import load_solver
+from netdef.train.config import load_solver
 from solver_helpers import write_solver, write_tiny_net
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from netdef.lr_policy import learning_rate
-from netdef.solverconf import SOLVER_TYPES, load_solver
+from netdef.train.lr_policy import learning_rate
+from netdef.train.config import SOLVER_TYPES, load_solver
 from solver_helpers import one_thread, run_netdef, snapshot_weights, write_solver, write_tiny_net  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")

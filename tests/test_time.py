@@ -10,7 +10,7 @@ import torch
 import netdef
 from netdef.build import weighted_loss
 from netdef.cli import main
-from netdef.timing import Benchmark, random_inputs
+from netdef.tools.timing import Benchmark, random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 LENET = ROOT / "nets" / "lenet.yaml"

@@ -9,8 +9,8 @@ import torch
 
 import netdef
 from netdef.errors import NetdefError
-from netdef.lr_policy import learning_rate
-from netdef.updates import HISTORY_SETS, CaffeUpdater
+from netdef.train.lr_policy import learning_rate
+from netdef.train.updates import HISTORY_SETS, CaffeUpdater
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = list(HISTORY_SETS)

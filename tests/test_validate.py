@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from netdef.errors import NetdefError, Pos
-from netdef.load import Origin, load_yaml_text
-from netdef.validate import layer_problems, validate_document
+from netdef.front.load import Origin, load_yaml_text
+from netdef.front.validate import layer_problems, validate_document
 
 HEADER = "name: t\nlayers:\n  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 3, 8, 8]}}}\n"
 
@@ -178,7 +178,7 @@ def test_every_problem_of_a_document_is_reported_at_once():
 
 
 def test_solver_problems_use_the_same_wording(write_yaml):
-    from netdef.solverconf import load_solver
+    from netdef.train.config import load_solver
     path = write_yaml("net: net.yaml\nbase_lr: '0.01'\nlr_policy: stpe\nmax_iter: -5\nmomentun: 0.9\n",
                       name="solver.yaml")
     with pytest.raises(NetdefError) as caught:

@@ -32,7 +32,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdef.api import load_graph  # noqa: E402
-from netdef.images import Geometry, default_workers, folder_samples, image_size, write_packed  # noqa: E402
+from netdef.data.images import Geometry, default_workers, folder_samples, image_size, write_packed  # noqa: E402
 
 BATCH, SHORTER, CROP = 64, 256, 224
 MEAN = (104.0, 117.0, 123.0)

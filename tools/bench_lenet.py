@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netdef.layers.data import IdxBackend  # noqa: E402
-from netdef.lr_policy import learning_rate  # noqa: E402
-from netdef.solve import Solver  # noqa: E402
-from netdef.solverconf import load_solver  # noqa: E402
+from netdef.train.lr_policy import learning_rate  # noqa: E402
+from netdef.train.solver import Solver  # noqa: E402
+from netdef.train.config import load_solver  # noqa: E402
 
 SOLVER = REPO / "solvers" / "lenet_solver.yaml"
 DATA = REPO / "data" / "mnist5k"

@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from netdef.expand import expand  # noqa: E402
-from netdef.graph import NetState, build_graph  # noqa: E402
-from netdef.infer import infer  # noqa: E402
-from netdef.load import load_yaml  # noqa: E402
+from netdef.front.expand import expand  # noqa: E402
+from netdef.front.graph import NetState, build_graph  # noqa: E402
+from netdef.front.infer import infer  # noqa: E402
+from netdef.front.load import load_yaml  # noqa: E402
 
 
 def stage_times(net: Path, repeat: int) -> dict:

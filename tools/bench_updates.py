@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdef  # noqa: E402
-from netdef.lr_policy import learning_rate  # noqa: E402
-from netdef.updates import CaffeUpdater  # noqa: E402
+from netdef.train.lr_policy import learning_rate  # noqa: E402
+from netdef.train.updates import CaffeUpdater  # noqa: E402
 
 VALUES = {"type": "SGD", "momentum": 0.9, "momentum2": 0.999, "delta": 1e-8, "rms_decay": 0.99,
           "weight_decay": 5e-4, "regularization_type": "L2", "clip_gradients": -1.0, "iter_size": 1,

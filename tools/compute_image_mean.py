@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdef.errors import NetdefError  # noqa: E402
-from netdef.images import (DecodedImages, Geometry, PackedImages, decoded_batches, default_workers,  # noqa: E402
+from netdef.data.images import (DecodedImages, Geometry, PackedImages, decoded_batches, default_workers,  # noqa: E402
                            folder_samples, image_size, read_list, read_packed_header)
 from netdef.layers.base import ShapeError  # noqa: E402
 from netdef.layers.data import BACKENDS  # noqa: E402

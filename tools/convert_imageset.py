@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdef.errors import NetdefError  # noqa: E402
-from netdef.images import (Geometry, default_workers, folder_samples, image_size, missing_files,  # noqa: E402
+from netdef.data.images import (Geometry, default_workers, folder_samples, image_size, missing_files,  # noqa: E402
                            read_list, skipped_warning, write_packed)
 
 

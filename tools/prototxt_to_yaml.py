@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from netdef.errors import NetdefError  # noqa: E402
-from netdef.prototxt import load_prototxt  # noqa: E402
+from netdef.caffe.prototxt import load_prototxt  # noqa: E402
 
 SCHEMA_COMMENT = "# yaml-language-server: $schema=../schema/net.schema.json\n"
 def to_yaml(net: dict, source: str) -> str:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from netdef.fields import Field  # noqa: E402
 from netdef.layers import LAYERS  # noqa: E402
-from netdef.solverconf import SOLVER_FIELDS  # noqa: E402
+from netdef.train.config import SOLVER_FIELDS  # noqa: E402
 
 
 def _default(field: Field) -> str:

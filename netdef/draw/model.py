@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..report import block_rows
+from ..tools.summary import block_rows
 
 PHASES = ("TRAIN", "TEST")
 # Fields worth showing on a node: always when the layer type has them, or only when the file sets them.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fields import Float, Str
-from .base import ShapeError
+from ..errors import ShapeError
+from ..data.mean import load_mean
 
 AUGMENT_FIELDS = {
     "mean_file": Str(None, "mean image (.npy, C x H x W of the stored images, from tools/compute_image_mean.py) "
@@ -16,14 +17,6 @@ AUGMENT_FIELDS = {
                         repeated=True, list_of=True),
     "pca_std": Float(0.1, "AlexNet lighting: standard deviation of each eigenvector's weight alpha", minimum=0),
 }
-
-
-def load_mean(path: Path, mmap_mode=None):
-    """A mean image saved by tools/compute_image_mean.py as a numpy array C x H x W (a leading 1, as in
-    Caffe's 1 x C x H x W mean blob, is dropped)."""
-    import numpy as np
-    array = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-    return array[0] if array.ndim == 4 and array.shape[0] == 1 else array
 
 
 def check_augment(params: dict, shape: tuple, base_dir: Path) -> None:

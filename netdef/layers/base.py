@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
+from ..errors import ShapeError  # noqa: F401  (layers raise it from their shape rules)
+
 LAYERS: dict = {}
 
 
@@ -18,14 +20,6 @@ def register(cls):
         raise RuntimeError(f"layer type {name} registered twice")
     LAYERS[name] = cls
     return cls
-
-
-class ShapeError(Exception):
-    """A shape rule found inputs it cannot accept; becomes a positioned Problem in the graph stage."""
-
-    def __init__(self, message, expected=None, found=None, path=()):
-        super().__init__(message)
-        self.message, self.expected, self.found, self.path = message, expected, found, tuple(path)
 
 
 def numel(shape) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fields import Bool, Enum, Float, Int, Str
-from ..cifar import BACKENDS as CIFAR_BACKENDS
+from ..data.cifar import BACKENDS as CIFAR_BACKENDS
 from .augmentation import AUGMENT_FIELDS, check_augment
 from .base import Layer, ShapeError, register
 
@@ -47,7 +47,7 @@ class IdxBackend:
 
     def sample_shape(self) -> tuple:
         """(channels, height, width) of one stored image, read from the file header."""
-        from ..idx import IdxError, idx_shape
+        from ..data.idx import IdxError, idx_shape
         images, _ = idx_files(self.folder, self.split)
         try:
             dims = idx_shape(images)
@@ -56,7 +56,7 @@ class IdxBackend:
         return (1,) + tuple(dims[1:]) if len(dims) == 3 else tuple(dims[1:])
 
     def load(self):
-        from ..idx import IdxError, read_idx
+        from ..data.idx import IdxError, read_idx
         images_file, labels_file = idx_files(self.folder, self.split)
         try:
             images, labels = read_idx(images_file), read_idx(labels_file)
@@ -130,7 +130,7 @@ class Data(Layer):
         return self.backend().load()
 
     def reader(self, phase, seed, device):
-        from ..readers import image_reader
+        from ..data.augment import image_reader
         images, labels = self.load()
         return image_reader(images, labels, len(self.spec.tops), batch_size=self.p["batch_size"],
                             transform_param=self.params["transform_param"], phase=phase, seed=seed, device=device,

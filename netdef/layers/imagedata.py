@@ -45,7 +45,7 @@ class ImageSource:
     """The images an ImageData layer reads: from a list file, a folder or a packed file."""
 
     def __init__(self, layer):
-        from ..images import Geometry
+        from ..data.images import Geometry
         p = layer.p
         self.layer = layer
         self.path = layer.spec.base_dir / p["source"]
@@ -55,7 +55,7 @@ class ImageSource:
         self._samples = self._header = None
 
     def samples(self) -> list:
-        from ..images import folder_samples, missing_files, read_list, verified
+        from ..data.images import folder_samples, missing_files, read_list, verified
         if self._samples is None:
             p = self.layer.p
             if self.path.is_dir():
@@ -77,7 +77,7 @@ class ImageSource:
         return self._samples
 
     def header(self):
-        from ..images import read_packed_header
+        from ..data.images import read_packed_header
         if self._header is None:
             if not self.path.is_file():
                 raise ShapeError(f"packed image file '{self.layer.p['source']}' does not exist (looked at "
@@ -88,7 +88,7 @@ class ImageSource:
     def sample_shape(self) -> tuple:
         if self.packed:
             return self._packed_shape()
-        from ..images import image_size
+        from ..data.images import image_size
         first = self.samples()[0]
         try:
             width, height = image_size(first.path)
@@ -111,7 +111,7 @@ class ImageSource:
         return self.header().count if self.packed else len(self.samples())
 
     def workers(self) -> int:
-        from ..images import default_workers
+        from ..data.images import default_workers
         workers = self.layer.p["num_workers"]
         return default_workers() if workers < 0 else workers
 
@@ -119,7 +119,7 @@ class ImageSource:
         """Every image in memory: (uint8 N x C x H x W, int64 labels N)."""
         import torch
 
-        from ..images import PackedImages, decode_all
+        from ..data.images import PackedImages, decode_all
         if self.packed:
             header = self.header()
             return PackedImages(self.path, header).read_all(), torch.from_numpy(header.labels).long()
@@ -129,8 +129,8 @@ class ImageSource:
     def stream(self, batch_size, *, shuffle, seed, device, transform, n_tops):
         import torch
 
-        from ..images import DecodedImages, PackedImages
-        from ..stream import StreamReader
+        from ..data.images import DecodedImages, PackedImages
+        from ..data.stream import StreamReader
         if self.packed:
             header = self.header()
             dataset, labels, samples = PackedImages(self.path, header), torch.from_numpy(header.labels).long(), None
@@ -170,8 +170,8 @@ class ImageData(Data):
             raise _claim(exc, self) from None
 
     def reader(self, phase, seed, device):
-        from ..augment import make_transform
-        from ..readers import InMemoryReader
+        from ..data.augment import make_transform
+        from ..data.readers import InMemoryReader
         source = self.backend()
         transform = make_transform(self.params["transform_param"], phase, seed, device, self.spec.base_dir)
         batch, shuffle = self.p["batch_size"], self.p["shuffle"]
@@ -263,5 +263,5 @@ class HDF5Data(Layer):
         return tensors
 
     def reader(self, phase, seed, device):
-        from ..readers import InMemoryReader
+        from ..data.readers import InMemoryReader
         return InMemoryReader(self.load(), self.p["batch_size"], shuffle=self.p["shuffle"], seed=seed, device=device)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Block, Int
-from ..fillers import FillerField, fill
+from .fillers import FillerField, fill
 from .base import Layer, ShapeError, register
 
 BLOB_SHAPE = Block({"dim": Int(None, "sizes, batch first", repeated=True, minimum=1)}, "a blob shape",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Bool, Enum, Float
-from ..fillers import FillerField, fill
+from .fillers import FillerField, fill
 from .base import Layer, ShapeError, register
 
 _ENGINE = {"engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Bool, Float, Int
-from ..fillers import FillerField, fill, fill_weight_and_bias
+from .fillers import FillerField, fill, fill_weight_and_bias
 from .base import Layer, ShapeError, numel, register
 from .common import _axis
 

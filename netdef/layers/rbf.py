@@ -8,7 +8,7 @@ learnt from a filler; `param: {lr_mult: 0}` keeps them fixed.
 from __future__ import annotations
 
 from ..fields import Float, Int, Str
-from ..fillers import FillerField, fill
+from .fillers import FillerField, fill
 from .base import Layer, ShapeError, numel, register
 from .common import _axis, _check_labels
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Bool, Int
-from ..fillers import FillerField, fill
+from .fillers import FillerField, fill
 from .base import Layer, ShapeError, numel, register
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 
 from ..fields import Bool, Enum, Float, Int
-from ..fillers import FillerField, fill_weight_and_bias
+from .fillers import FillerField, fill_weight_and_bias
 from .base import Layer, ShapeError, numel, register
 
 

@@ -1,0 +1,97 @@
+"""The `netdef` command: a thin layer over the Python API.
+
+Each command is a module in netdef/cli/ with `add_arguments(parser)` and `run(args) -> int`;
+it is imported only when used, so `netdef check` never pays for importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import sys
+
+from ..errors import NetdefError, did_you_mean
+
+# name -> one-line summary; the order is the help order.
+COMMANDS = {
+    "train": "train a net with a solver file (Caffe's `caffe train`)",
+    "test": "score a trained net on its TEST phase (Caffe's `caffe test`)",
+    "check": "validate net and solver files and infer every shape",
+    "summary": "per-layer shapes, parameters, MACs, connections and memory",
+    "expand": "print a net with its blocks expanded (a flat Caffe-style net)",
+    "schema": "print the JSON Schema of net or solver files",
+    "time": "time forward and backward per layer (Caffe's `caffe time`)",
+    "draw": "draw a net as SVG, HTML, DOT, PNG or PDF",
+    "plot-lr": "plot a solver's learning-rate schedule",
+    "export": "export a net's TEST phase to ONNX",
+    "data": "download data sets (the only command that uses the network)",
+}
+
+EXIT_BAD_INPUT = 2
+
+
+def _available():
+    """Commands whose module exists (the table may name commands still being built)."""
+    found = {}
+    for name, summary in COMMANDS.items():
+        module = name.replace("-", "_")
+        if importlib.util.find_spec(f"netdef.cli.{module}") is not None:
+            found[name] = (module, summary)
+    return found
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        invalid = "invalid choice: '"
+        if invalid in message:
+            word = message.split(invalid)[1].split("'")[0]
+            hint = did_you_mean(word, _available())
+            message += f"; {hint}" if hint else ""
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
+
+
+def _command_named(argv) -> str | None:
+    """The command word of a command line (global options take no values, so it is the first non-option)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+@functools.lru_cache(maxsize=None)  # building the parsers costs more than checking a small net
+def make_parser(only=None):
+    """The argument parser. With `only`, just that command's module is imported (the others are listed
+    by their summaries): `netdef check` must not wait for torch, which `train` imports."""
+    from .. import __version__
+    parser = _Parser(prog="netdef", description="Caffe-style nets in YAML, trained with PyTorch.")
+    parser.add_argument("--version", action="version", version=f"netdef {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for bad input")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, (module, summary) in _available().items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=summary, description=summary)
+            continue
+        command = importlib.import_module(f"netdef.cli.{module}")
+        command_parser = sub.add_parser(name, help=summary, description=command.__doc__ or summary)
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show tracebacks for bad input")
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = make_parser(only=_command_named(argv) or "").parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except NetdefError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(exc.render(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

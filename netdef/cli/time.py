@@ -1,0 +1,74 @@
+"""Benchmark a net like `caffe time`: one warm-up forward-backward, then N iterations run layer by
+layer, printing each iteration's time, every layer's average forward and backward time, its share of
+the total and its achieved GFLOP/s (2 FLOPs per MAC of the summary), then the averages. Data layers are
+replaced by random inputs of their shapes (labels as class indices)."""
+from .. import compile_info, summarize
+from ..errors import NetdefError, Problem
+from .common import add_state_arguments, state_kwargs
+
+
+def add_arguments(parser):
+    parser.add_argument("net", help="net file (.yaml)")
+    add_state_arguments(parser)
+    parser.add_argument("--iterations", type=int, default=50, help="timed iterations (default 50, as Caffe)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--batch", type=int, help="batch size of every input (default: the net's)")
+
+
+def _ms(seconds_list) -> float:
+    return 1000 * sum(seconds_list) / max(len(seconds_list), 1)
+
+
+def layer_table(layers, total_ms) -> str:
+    header = ("layer", "type", "forward ms", "backward ms", "share", "fwd GFLOP/s")
+    rows = [header]
+    for layer in layers:
+        forward, backward = _ms(layer.forward), _ms(layer.backward)
+        rate = f"{layer.flops / forward / 1e6:.2f}" if layer.flops and forward > 0 else "-"
+        rows.append((layer.name, layer.type, f"{forward:.3f}", f"{backward:.3f}",
+                     f"{100 * (forward + backward) / total_ms:.1f}%" if total_ms else "-", rate))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def input_shapes(path, args):
+    """The net's input shapes with the batch axis replaced by --batch."""
+    if args.batch is None:
+        return None
+    if args.batch < 1:
+        raise NetdefError(Problem("--batch must be at least 1", found=str(args.batch)))
+    info = summarize(path, **state_kwargs(args))
+    return {blob: (args.batch,) + tuple(info.blob_shapes[blob][1:]) for blob in info.graph.inputs}
+
+
+def run(args) -> int:
+    import torch
+
+    from ..tools.timing import Benchmark
+    if args.iterations < 1:
+        raise NetdefError(Problem("--iterations must be at least 1", found=str(args.iterations)))
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise NetdefError(Problem("--device cuda, but PyTorch sees no CUDA device", hint="use --device cpu"))
+    info = summarize(args.net, **state_kwargs(args), input_shapes=input_shapes(args.net, args))
+    bench = Benchmark(compile_info(info), info, args.device)
+    batch = ", ".join(f"{blob} {list(info.blob_shapes[blob])}" for blob in info.graph.inputs)
+    print("*** Benchmark begins ***")
+    print(f"Testing for {args.iterations} iterations ({info.graph.name}, {args.phase}, {args.device}; inputs {batch}).")
+    loss = bench.iteration(record=False)
+    if loss is not None:
+        print(f"Initial loss: {loss:.6g}")
+    for i in range(args.iterations):
+        bench.iteration()
+        print(f"Iteration: {i + 1} forward-backward time: {1000 * (bench.forward_times[-1] + bench.backward_times[-1]):.3f} ms.")
+    forward, backward = _ms(bench.forward_times), _ms(bench.backward_times)
+    print("Average time per layer:")
+    print(layer_table(bench.layers.values(), forward + backward))
+    print(f"Average Forward pass: {forward:.3f} ms.")
+    print(f"Average Backward pass: {backward:.3f} ms.")
+    print(f"Average Forward-Backward: {forward + backward:.3f} ms.")
+    print(f"Total Time: {1000 * (sum(bench.forward_times) + sum(bench.backward_times)):.3f} ms.")
+    print("*** Benchmark ends ***")
+    return 0

@@ -1,0 +1,42 @@
+"""Train a net with a solver file, as `caffe train`: tests when due, logs in Caffe's format, writes
+snapshots and TensorBoard events. --snapshot resumes a run exactly; --weights starts from another run's
+weights (fine-tuning, copied by layer name). SIGINT stops after a snapshot, SIGHUP writes one and goes on."""
+from pathlib import Path
+
+from ..train.config import SIGNAL_EFFECTS, load_solver
+
+
+def add_arguments(parser):
+    parser.add_argument("solver", help="solver file (.yaml)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--snapshot", metavar="FILE", help="resume from a snapshot (<prefix>_iter_<N>.pt)")
+    start.add_argument("--weights", metavar="FILE", help="initialise from a snapshot's or state_dict's weights, "
+                                                         "copied by layer name (fine-tuning)")
+    parser.add_argument("--net", help="train this net file instead of the solver's `net` (e.g. another VGG or "
+                                      "ResNet depth with the same solver)")
+    parser.add_argument("--device", help="override the solver's device (auto, cpu, cuda, cuda:N)")
+    parser.add_argument("--level", type=int, default=0, help="TRAIN net state level (Caffe's -level)")
+    parser.add_argument("--stage", action="append", default=[], help="TRAIN net state stage (repeatable)")
+    parser.add_argument("--sigint-effect", choices=SIGNAL_EFFECTS, default="stop",
+                        help="on SIGINT (Ctrl-C): stop (after the closing snapshot), snapshot and go on, or "
+                             "nothing (default stop)")
+    parser.add_argument("--sighup-effect", choices=SIGNAL_EFFECTS, default="snapshot",
+                        help="on SIGHUP: snapshot and go on, stop, or nothing (default snapshot)")
+
+
+def run(args) -> int:
+    from ..train.solver import SignalActions, Solver  # imported here: `netdef --help` must not load torch
+
+    config = load_solver(args.solver)
+    if args.net:
+        print(f"net: {args.net} from the command line instead of the solver's "
+              f"{config.values['net'] or config.values['train_net']}")
+        config.values.update(net=str(Path(args.net).resolve()), train_net=None)
+    solver = Solver(config, device=args.device, level=args.level, stages=tuple(args.stage),
+                    signals=SignalActions(args.sigint_effect, args.sighup_effect))
+    if args.snapshot:
+        solver.restore(args.snapshot)
+    elif args.weights:
+        solver.fine_tune(args.weights)
+    solver.solve()
+    return 0

@@ -1,1 +1,0 @@
-"""One module per `netdef` command (see netdef/cli.py)."""

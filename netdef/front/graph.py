@@ -1,0 +1,186 @@
+"""Stage 4, graph: the expanded layers of one net state (phase, level, stages) wired into a DAG.
+
+Follows Caffe's Net::Init: layers run in file order; a bottom must be a top of an earlier layer; a top
+name may be produced once, except by an in-place layer (top equal to its bottom, as ReLU); tops that
+nothing consumes are the net's outputs (in alphabetical order, as Caffe numbers them).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import NetdefError, Problem, count, did_you_mean
+from .expand import ExpandedNet
+from ..fields import apply_defaults, as_list
+from ..layers import LAYERS
+from .load import Origin
+from .schema import PARAM_SPEC_FIELDS, RULE_FIELDS
+
+
+@dataclass(frozen=True)
+class NetState:
+    phase: str = "TRAIN"
+    level: int = 0
+    stages: tuple = ()
+
+
+@dataclass
+class LayerSpec:
+    """One layer of a phase, with every Caffe default filled in."""
+    name: str
+    type: str
+    bottoms: list
+    tops: list
+    params: dict  # parameter block key -> block with defaults
+    param_specs: list  # one defaulted ParamSpec per Caffe blob
+    loss_weights: list  # one per top
+    propagate_down: list
+    origin: Origin
+    raw: dict
+    impl: object = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in a layer (data sources) are relative to the file the layer was written in."""
+        return Path(self.origin.source.file).parent
+
+    def problem(self, message, rel=(), key=False, **kw) -> Problem:
+        return Problem(message, self.origin.pos(rel, key=key), layer=self.name, layer_type=self.type,
+                       via=self.origin.via, **kw)
+
+
+@dataclass
+class Graph:
+    name: str
+    state: NetState
+    layers: list  # LayerSpec in execution (file) order
+    inputs: list = field(default_factory=list)  # tops of source layers (data, Input)
+    outputs: list = field(default_factory=list)  # tops never consumed, alphabetical
+
+    def layer(self, name) -> LayerSpec:
+        return next(spec for spec in self.layers if spec.name == name)
+
+
+def _rule_matches(rule, state: NetState) -> bool:
+    rule = apply_defaults(RULE_FIELDS, rule)
+    return ((rule["phase"] is None or rule["phase"] == state.phase)
+            and (rule["min_level"] is None or state.level >= rule["min_level"])
+            and (rule["max_level"] is None or state.level <= rule["max_level"])
+            and all(s in state.stages for s in rule["stage"])
+            and not any(s in state.stages for s in rule["not_stage"]))
+
+
+def included(raw: dict, state: NetState) -> bool:
+    """Caffe's FilterNet: include rules admit if any matches; else excluded if any exclude rule matches."""
+    if raw.get("include"):
+        return any(_rule_matches(r, state) for r in as_list(raw["include"]))
+    return not any(_rule_matches(r, state) for r in as_list(raw.get("exclude")))
+
+
+def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
+    cls = LAYERS[raw["type"]]
+    params = {key: apply_defaults(fields, raw.get(key) or {}) for key, fields in cls.blocks.items()}
+    bottoms, tops = as_list(raw.get("bottom")), as_list(raw.get("top"))
+    given_specs = raw.get("param") or []
+    spec = LayerSpec(raw["name"], raw["type"], bottoms, tops, params, [], [], [], origin, raw)
+    if len(given_specs) > len(cls.blobs):
+        problems.append(spec.problem("too many 'param' entries", ("param",),
+                                     expected=f"at most {len(cls.blobs)} ({', '.join(cls.blobs) or 'no blobs'})",
+                                     found=str(len(given_specs))))
+    spec.param_specs = [apply_defaults(PARAM_SPEC_FIELDS, given_specs[i] if i < len(given_specs) else {})
+                        for i in range(len(cls.blobs))]
+    weights = raw.get("loss_weight")
+    if weights is None:
+        spec.loss_weights = [1.0 if (cls.is_loss and i == 0) else 0.0 for i in range(len(tops))]
+    else:
+        spec.loss_weights = [float(w) for w in as_list(weights)]
+        if len(spec.loss_weights) != len(tops):
+            problems.append(spec.problem("one 'loss_weight' per top is needed", ("loss_weight",),
+                                         expected=count(len(tops), "value"), found=str(len(spec.loss_weights))))
+    spec.propagate_down = [bool(v) for v in as_list(raw.get("propagate_down"))] or [True] * len(bottoms)
+    if len(spec.propagate_down) != len(bottoms):
+        problems.append(spec.problem("one 'propagate_down' per bottom is needed", ("propagate_down",),
+                                     expected=count(len(bottoms), "value"), found=str(len(spec.propagate_down))))
+    if raw.get("include") and raw.get("exclude"):
+        problems.append(spec.problem("a layer takes 'include' or 'exclude' rules, not both (as in Caffe)",
+                                     ("exclude",), key=True))
+    spec.impl = cls(spec)
+    _check_arity(spec, cls, problems)
+    for rel, message, expected, found in spec.impl.check():
+        problems.append(spec.problem(message, rel, expected=expected, found=found))
+    return spec
+
+
+def _check_arity(spec: LayerSpec, cls, problems):
+    for what, names, (low, high) in (("bottom", spec.bottoms, cls.bottoms), ("top", spec.tops, cls.tops)):
+        if len(names) < low or (high is not None and len(names) > high):
+            expected = count(low, what) if low == high else \
+                (f"at least {count(low, what)}" if high is None else f"{low} to {high} {what}s")
+            problems.append(spec.problem(f"wrong number of {what}s", (what,), expected=expected,
+                                         found=str(len(names))))
+
+
+def build_graph(net: ExpandedNet, state: NetState = NetState()) -> Graph:
+    """Filter the expanded net for `state` and wire it; raises NetdefError with every wiring problem."""
+    problems: list = []
+    specs, seen_names = [], {}
+    for raw, origin in zip(net.layers, net.origins):
+        if not included(raw, state):
+            continue
+        spec = _make_spec(raw, origin, problems)
+        if spec.name in seen_names:
+            first = seen_names[spec.name]
+            where = f"line {first.line}" if first.file == spec.origin.source.file else str(first)
+            problems.append(spec.problem(f"layer name '{spec.name}' is used twice in phase {state.phase} "
+                                         f"(first at {where})", ("name",)))
+        seen_names[spec.name] = spec.origin.pos()
+        specs.append(spec)
+    graph = Graph(net.name, state, specs)
+    _wire(graph, problems)
+    if problems:
+        raise NetdefError(problems)
+    return graph
+
+
+def _later_producer(graph: Graph, index: int, blob):
+    return next((spec.name for spec in graph.layers[index + 1:] if blob in spec.tops), None)
+
+
+def _wire(graph: Graph, problems: list):
+    available = {}  # blob -> producing layer, for blobs not yet consumed
+    produced = {}  # blob -> first producer
+    has_loss = any(any(spec.loss_weights) for spec in graph.layers)
+    for index, spec in enumerate(graph.layers):
+        missing = set()
+        for j, bottom in enumerate(spec.bottoms):
+            if bottom not in produced:
+                missing.add(bottom)
+                later = _later_producer(graph, index, bottom)
+                if later is not None:
+                    problems.append(spec.problem(f"bottom '{bottom}' is produced only by a later layer "
+                                                 f"'{later}' (layers run in file order; a cycle?)", ("bottom", j)))
+                else:
+                    problems.append(spec.problem(f"unknown bottom blob '{bottom}'", ("bottom", j),
+                                                 hint=did_you_mean(bottom, produced)))
+                continue
+            available.pop(bottom, None)
+        for j, top in enumerate(spec.tops):
+            if top in missing:
+                continue  # an in-place layer on a missing blob does not create it
+            if top in produced and top not in spec.bottoms:
+                problems.append(spec.problem(f"top '{top}' is already produced by layer '{produced[top]}' "
+                                             "(only an in-place layer, with top equal to bottom, may reuse it)",
+                                             ("top", j)))
+                continue
+            produced.setdefault(top, spec.name)
+            available[top] = spec
+        if spec.impl.is_source:
+            graph.inputs += [t for t in spec.tops if t not in graph.inputs]
+    graph.outputs = sorted(available)
+    # After another problem (a misspelt bottom, an extra top) some tops only look unused: report the cause alone.
+    if has_loss and not problems:
+        for blob, spec in sorted(available.items()):
+            j = spec.tops.index(blob)
+            if not spec.loss_weights[j] and not spec.impl.is_source and spec.impl.kind not in ("metric", "loss"):
+                problems.append(spec.problem(f"top '{blob}' is never used and is not a loss", ("top",),
+                                             hint="feed it to a layer, give it a loss_weight, or remove the layer"))

@@ -1,0 +1,162 @@
+"""Stage 1, load: YAML text -> plain Python data plus the file position of every node.
+
+PyYAML follows YAML 1.1, which reads `5e-4` as a string and keeps the last of two equal keys without a
+word. The loader here reads every number the way a user means it and rejects duplicate keys.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import NetdefError, Pos, Problem
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose float rule also accepts `1e-3`, `5E+4` and `.5` (YAML 1.2 style)."""
+
+
+# libyaml's parser, where PyYAML was built with it, composes about ten times faster; syntax errors are
+# still reported by the pure-Python parser, whose messages (and their tests) do not depend on the build.
+_FastLoader = type("_FastLoader", (yaml.CSafeLoader,), {}) if yaml.__with_libyaml__ else _Loader
+
+_FLOAT = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+
+for _loader in {_Loader, _FastLoader}:
+    _loader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+@dataclass
+class Source:
+    """Where each part of a loaded document came from. Paths are tuples of keys and list indices."""
+    file: str
+    values: dict = field(default_factory=dict)  # path -> Pos of the value
+    keys: dict = field(default_factory=dict)  # path -> Pos of the mapping key that names it
+
+    def pos(self, path, key=False) -> Pos | None:
+        """Position of `path`, or of its nearest ancestor that has one."""
+        path = tuple(path)
+        while True:
+            if key and path in self.keys:
+                return self.keys[path]
+            if path in self.values:
+                return self.values[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+
+def _mark(source: Source, mark) -> Pos:
+    return Pos(source.file, mark.line + 1, mark.column + 1)
+
+
+def _merge_keys(node, source: Source, problems: list, scalars: _Loader) -> int:
+    """Resolve YAML merge keys (`<<: *defaults`) in place; returns how many leading pairs were merged in."""
+    own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+    try:
+        scalars.flatten_mapping(node)
+    except yaml.constructor.ConstructorError as exc:
+        problems.append(Problem(f"invalid merge key '<<': {exc.problem}", _mark(source, exc.problem_mark),
+                                expected="a mapping or a list of mappings (e.g. <<: *defaults)"))
+        node.value = [(k, v) for k, v in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        return 0
+    return len(node.value) - own
+
+
+def _construct(node, path, source: Source, problems: list, scalars: _Loader):
+    source.values[path] = _mark(source, node.start_mark)
+    if isinstance(node, yaml.MappingNode):
+        result = {}
+        first_seen = {}
+        merged = _merge_keys(node, source, problems, scalars)
+        merged_positions = {_mark(source, k.start_mark) for k, _ in node.value[:merged]}
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = _construct(key_node, path + ("<key>",), source, problems, scalars)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                problems.append(Problem("a mapping key must be a plain name",
+                                        _mark(source, key_node.start_mark), found=str(key)))
+                continue
+            key_pos = _mark(source, key_node.start_mark)
+            if key in first_seen and (index < merged or first_seen[key] in merged_positions):
+                pass  # a `<<:` merged value: later entries and the mapping's own keys override it, as YAML says
+            elif key in first_seen:
+                first = first_seen[key]
+                where = f"line {first.line}" + (f", column {first.col}" if first.line == key_pos.line else "")
+                problems.append(Problem(f"duplicate key '{key}' (first at {where}); "
+                                        "YAML would silently keep only the last one", key_pos))
+                continue
+            first_seen[key] = key_pos
+            source.keys[path + (key,)] = key_pos
+            result[key] = _construct(value_node, path + (key,), source, problems, scalars)
+        source.values.pop(path + ("<key>",), None)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, path + (i,), source, problems, scalars) for i, item in enumerate(node.value)]
+    return scalars.construct_object(node, deep=True)
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
+    """PyYAML's syntax error at the place it was found, naming where the unfinished construct began
+    (an unclosed `{` is only noticed on a later line)."""
+    mark = exc.problem_mark or exc.context_mark
+    pos = Pos(file, mark.line + 1, mark.column + 1) if mark else None
+    context = exc.context or ""
+    if context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+        context += f" (begun at line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    message = "invalid YAML: " + ": ".join(filter(None, [context, exc.problem]))
+    hint = "indent with spaces: YAML does not allow tabs there" if "'\\t'" in (exc.problem or "") else None
+    return Problem(message, pos, hint=hint)
+
+
+def load_yaml_text(text: str, file: str = "<string>"):
+    """Parse YAML text; returns (data, Source). Syntax errors and duplicate keys raise NetdefError."""
+    source = Source(file)
+    try:
+        node = yaml.compose(text, Loader=_FastLoader)
+    except yaml.YAMLError:
+        try:
+            node = yaml.compose(text, Loader=_Loader)
+        except yaml.MarkedYAMLError as exc:
+            raise NetdefError(_syntax_problem(exc, file)) from None
+    blank = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and not node.value
+    if node is None or blank:  # nothing, or only `---`
+        raise NetdefError(Problem("the file is empty", Pos(file, 1, 1)))
+    problems: list = []
+    data = _construct(node, (), source, problems, _Loader(""))
+    if problems:
+        raise NetdefError(problems)
+    return data, source
+
+
+def load_yaml(path) -> tuple:
+    """Read and parse a YAML file; returns (data, Source)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NetdefError(Problem(f"no such file: {path}")) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NetdefError(Problem(f"cannot read {path}: {exc}")) from None
+    return load_yaml_text(text, str(path))
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where one (possibly block-expanded) layer was written: its file, its path there, and the chain of
+    block instances it came from as ((block, instance name, Pos), ...), innermost first."""
+    source: Source
+    path: tuple
+    via: tuple = ()
+
+    def pos(self, rel=(), key=False) -> Pos | None:
+        return self.source.pos(self.path + tuple(rel), key=key)

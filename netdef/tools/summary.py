@@ -1,0 +1,94 @@
+"""Summary tables and JSON: per layer, per block instance, and totals."""
+from __future__ import annotations
+
+from ..front.infer import LayerInfo, NetInfo
+
+_FIELDS = ("params", "trainable", "macs", "connections", "memory")
+
+
+def _shape_text(shapes) -> str:
+    return " ".join("x".join(str(d) for d in s) if s else "scalar" for s in shapes)
+
+
+def block_rows(info: NetInfo) -> list:
+    """One row per block instance (every nesting level), with its layers' figures summed."""
+    rows = {}
+    for layer in info.layers:
+        for depth, (block, instance, pos) in enumerate(reversed(layer.via)):
+            key = (instance, str(pos))
+            row = rows.setdefault(key, {"name": instance, "block": block, "depth": depth, "layers": [],
+                                        "tops": [], "shapes": [], **{f: 0 for f in _FIELDS}})
+            row["layers"].append(layer.name)
+            row["tops"], row["shapes"] = list(layer.tops), [list(s) for s in layer.shapes]
+            for f in _FIELDS:
+                row[f] += getattr(layer, f)
+    return list(rows.values())
+
+
+def top_level_rows(info: NetInfo) -> list:
+    """The net as its file reads: plain layers, and each outermost block instance as one row."""
+    instances = {row["name"]: row for row in block_rows(info) if row["depth"] == 0}
+    rows, done = [], set()
+    for layer in info.layers:
+        if layer.via:
+            instance = layer.via[-1][1]
+            if instance not in done:
+                done.add(instance)
+                row = instances[instance]
+                rows.append({**row, "type": f"block {row['block']}"})
+            continue
+        rows.append(_layer_dict(layer))
+    return rows
+
+
+def _layer_dict(layer: LayerInfo) -> dict:
+    return {"name": layer.name, "type": layer.type, "bottoms": layer.bottoms, "tops": layer.tops,
+            "shapes": [list(s) for s in layer.shapes], "params": layer.params, "trainable": layer.trainable,
+            "macs": layer.macs, "connections": layer.connections, "memory": layer.memory,
+            "block": [instance for _, instance, _ in reversed(layer.via)]}
+
+
+def summary_dict(info: NetInfo) -> dict:
+    return {
+        "name": info.graph.name, "phase": info.graph.state.phase,
+        "inputs": {blob: list(info.blob_shapes[blob]) for blob in info.graph.inputs},
+        "outputs": list(info.graph.outputs),
+        "layers": [_layer_dict(layer) for layer in info.layers],
+        "blocks": block_rows(info),
+        "total_params": info.total_params, "trainable_params": info.trainable_params,
+        "total_macs": info.total_macs, "total_connections": sum(r.connections for r in info.layers),
+        "activation_memory": info.total_memory,
+    }
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def _memory(n: int) -> str:
+    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def summary_table(info: NetInfo, blocks: bool = False) -> str:
+    """The human table: one row per layer (or per outermost block instance), then totals."""
+    rows = top_level_rows(info) if blocks else [_layer_dict(layer) for layer in info.layers]
+    header = ("layer", "type", "output shape", "params", "MACs", "connections", "memory")
+    table = [header] + [(r["name"], r["type"], _shape_text(r["shapes"]), f"{r['params']:,}", f"{r['macs']:,}",
+                         f"{r['connections']:,}", _memory(r["memory"])) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    right = {3, 4, 5, 6}
+
+    def line(row):
+        return "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+    out = [line(table[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in table[1:]]
+    out.append("")
+    out.append(f"{info.graph.name} ({info.graph.state.phase}): {info.total_params:,} parameters "
+               f"({info.trainable_params:,} trainable), {info.total_macs:,} MACs per sample "
+               f"({_human(info.total_macs)}), activations {_memory(info.total_memory)} per batch")
+    return "\n".join(line.rstrip() for line in out)

@@ -1,0 +1,1 @@
+"""Training: the solver file (config), Caffe's update rules and lr policies, snapshots, and the loop."""

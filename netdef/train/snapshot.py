@@ -1,0 +1,201 @@
+"""Snapshots: where they go (Caffe's snapshot_prefix rules), how they are written (atomically), read back
+(torch.load with weights_only), compared with the current configuration, and copied into a net by layer
+name for fine-tuning.
+
+A snapshot `<prefix>_iter_<N>.pt` is one dict: the TRAIN net's state_dict (keys `<layer>.<blob>`), the
+updater's history, the iteration, every RNG state, every reader's position, the smoothed-loss window and
+the resolved solver and nets. Caffe splits this into .caffemodel and .solverstate; one file cannot be
+half-updated.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import NetdefError, Problem
+
+FORMAT = "netdef-snapshot"
+VERSION = 1
+
+
+def snapshot_prefix(config) -> Path:
+    """Caffe's rules: unset -> the solver file's path without its extension; a prefix naming a directory
+    (an existing one, or written with a trailing slash) -> `<dir>/<solver file stem>`; relative prefixes
+    are relative to the solver file."""
+    written = config.snapshot_prefix
+    if not written:
+        return config.path.with_suffix("")
+    prefix = Path(os.path.normpath(config.resolve(written)))
+    if written.endswith(("/", os.sep)) or prefix.is_dir():
+        return prefix / config.path.stem
+    return prefix
+
+
+def snapshot_path(prefix: Path, iteration: int) -> Path:
+    return Path(f"{prefix}_iter_{iteration}.pt")
+
+
+def check_writable(prefix: Path, iteration: int, pos=None) -> None:
+    """Probe the snapshot folder before training (as Caffe does since PR #3049): hours of training must
+    not end in a snapshot that cannot be written."""
+    probe = Path(f"{prefix}_iter_{iteration}.tempfile")
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as stream:
+            stream.write(b"netdef")
+        probe.unlink()
+    except OSError as exc:
+        raise NetdefError(Problem(f"cannot write snapshots to '{probe.parent}': {exc.strerror or exc}", pos,
+                                  expected="a writable folder for snapshot_prefix",
+                                  hint="change snapshot_prefix or the folder's permissions")) from None
+
+
+def save_atomic(payload, path: Path) -> None:
+    """Write to a temporary file in the same folder, flush and fsync it, then rename it over `path`:
+    a crash or a failing write leaves either the previous file or the new one, never a truncated file."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as stream:
+            torch.save(payload, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible on Windows, where opening a folder fails."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _load(path) -> object:
+    """torch.load with weights_only=True: tensors and plain containers only, never code from a file."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetdefError(Problem(f"no such snapshot file: {path}"))
+    if not zipfile.is_zipfile(path):
+        raise NetdefError(Problem(f"{path} is not a file written by torch.save", expected="a netdef snapshot (.pt)"))
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise NetdefError(Problem(f"{path} holds Python objects other than tensors and plain containers",
+                                  expected="a netdef snapshot or a state_dict",
+                                  hint="netdef loads with weights_only=True and never runs code from a file")) from None
+    except (RuntimeError, OSError, zipfile.BadZipFile) as exc:
+        raise NetdefError(Problem(f"cannot read {path}: {str(exc).splitlines()[0]}",
+                                  expected="a netdef snapshot (.pt)")) from None
+
+
+def load_snapshot(path) -> dict:
+    """A full snapshot (for --snapshot resume)."""
+    payload = _load(path)
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise NetdefError(Problem(f"{path} is not a netdef snapshot", expected="a <prefix>_iter_<N>.pt file "
+                                  "written by `netdef train`", hint="use --weights to start from plain weights"))
+    if payload.get("version") != VERSION:
+        raise NetdefError(Problem(f"{path} is a snapshot of format version {payload.get('version')}",
+                                  expected=f"version {VERSION}"))
+    return payload
+
+
+def load_weights(path) -> dict:
+    """Weights by parameter name from a snapshot or from a plain state_dict file (for --weights)."""
+    payload = _load(path)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        payload = payload["weights"]
+    if not isinstance(payload, dict) or not all(isinstance(v, torch.Tensor) for v in payload.values()):
+        raise NetdefError(Problem(f"{path} holds no weights", expected="a netdef snapshot or a state_dict"))
+    return payload
+
+
+# ---- copying weights by layer name ----
+
+def copy_weights(net, weights: dict, layer_names: dict) -> list:
+    """Copy every tensor of `weights` whose name and shape match one of `net`'s into it. Returns one row
+    per blob: (layer, blob, status, file shape, net shape), status one of copied, shape mismatch,
+    missing in file, not in net. Never stops at the first problem. `layer_names` maps submodule names
+    back to layer names (they differ when a layer name holds a dot)."""
+    own = net.state_dict(keep_vars=True)
+    rows = []
+    for key, tensor in own.items():
+        layer, blob = _split(key, layer_names)
+        stored = weights.get(key)
+        if stored is None:
+            rows.append((layer, blob, "missing in file", None, tuple(tensor.shape)))
+        elif stored.shape != tensor.shape:
+            rows.append((layer, blob, "shape mismatch", tuple(stored.shape), tuple(tensor.shape)))
+        else:
+            with torch.no_grad():
+                tensor.copy_(stored)
+            rows.append((layer, blob, "copied", tuple(stored.shape), tuple(tensor.shape)))
+    for key, stored in weights.items():
+        if key not in own:
+            layer, blob = _split(key, layer_names)
+            rows.append((layer, blob, "not in net", tuple(stored.shape), None))
+    return rows
+
+
+def _split(key: str, layer_names: dict) -> tuple:
+    module, _, blob = key.partition(".")
+    return layer_names.get(module, module), blob
+
+
+def weights_table(rows: list) -> str:
+    """The fine-tuning report: a row per blob and a totals line."""
+    def shape(s):
+        return "-" if s is None else ("x".join(map(str, s)) or "scalar")
+    table = [("layer", "blob", "status", "file shape", "net shape")]
+    table += [(layer, blob, status, shape(f), shape(n)) for layer, blob, status, f, n in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    counts = {status: sum(1 for row in rows if row[2] == status)
+              for status in ("copied", "shape mismatch", "missing in file", "not in net")}
+    lines.append(f"{counts['copied']} blobs copied, {counts['shape mismatch']} shape mismatches, "
+                 f"{counts['missing in file']} missing in the file, {counts['not in net']} in the file but not in "
+                 "this net")
+    return "\n".join(lines)
+
+
+# ---- comparing configurations on resume ----
+
+def config_differences(stored: dict, current: dict) -> list:
+    """Human lines for every difference between the snapshot's configuration and the current one:
+    solver fields one by one, nets as a unified diff of their resolved (expanded) YAML."""
+    lines = []
+    stored_solver, current_solver = stored["solver"], current["solver"]
+    for key in sorted(set(stored_solver) | set(current_solver)):
+        before, now = stored_solver.get(key), current_solver.get(key)
+        if before != now:
+            lines.append(f"{key}: {_show(before)} in the snapshot, {_show(now)} now")
+    stored_nets, current_nets = stored["nets"], current["nets"]
+    for name in sorted(set(stored_nets) | set(current_nets)):
+        before, now = stored_nets.get(name, ""), current_nets.get(name, "")
+        if before != now:
+            diff = difflib.unified_diff(before.splitlines(), now.splitlines(), "in the snapshot", "now",
+                                        lineterm="", n=1)
+            lines.append(f"net {name} differs (blocks expanded):\n" + "\n".join("    " + line for line in diff))
+    return lines
+
+
+def _show(value) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
