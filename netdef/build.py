@@ -1,4 +1,4 @@
-"""Stage 6, build: compile a shape-checked graph to a torch.fx GraphModule.
+"""Stage 6, build: compile a shape-checked graph to a CompiledNet, a torch.fx GraphModule that knows its net.
 
 The generated forward takes the net's input blobs as keyword arguments and returns a dict of the net's
 output blobs (plus every top that carries a loss weight). Submodules are named after layers, so the
@@ -6,6 +6,7 @@ parameters read `conv1.weight`, `conv1.bias` as in a Caffe model. `print(net.cod
 """
 from __future__ import annotations
 
+import copy
 import keyword
 import operator
 import re
@@ -35,7 +36,45 @@ def _identifier(name: str, used: set) -> str:
     return candidate
 
 
-def compile_graph(graph: Graph, info: NetInfo, share_with: nn.Module | None = None) -> fx.GraphModule:
+class CompiledNet(fx.GraphModule):
+    """One phase of a net as a module, with what the solver, `netdef time` and export need to know of it:
+
+    - `input_names`: input blob -> keyword argument of forward (blob names made identifiers);
+    - `outputs`: the blobs forward returns, in order;
+    - `loss_weights`: loss top -> weight (the net's loss is their weighted sum, `weighted_loss`);
+    - `param_lr`: parameter qualified name -> (lr_mult, decay_mult), for parameters that train;
+    - `phase`: TRAIN or TEST.
+
+    torch.fx's GraphModule keeps only its own attributes through copy.deepcopy and rebuilds a plain
+    GraphModule when unpickled; this class carries the attributes above through both, so a compiled net
+    can be deep-copied, saved whole with torch.save, and wrapped by DistributedDataParallel.
+    """
+    NET_ATTRIBUTES = ("input_names", "outputs", "loss_weights", "param_lr", "phase")
+
+    def _net_attributes(self) -> dict:
+        return {name: getattr(self, name) for name in self.NET_ATTRIBUTES}
+
+    def __deepcopy__(self, memo):
+        copied = super().__deepcopy__(memo)
+        for name, value in self._net_attributes().items():
+            setattr(copied, name, copy.deepcopy(value, memo))
+        return copied
+
+    def __reduce__(self):
+        return (_restore_compiled_net, (super().__reduce__(), self._net_attributes()))
+
+
+def _restore_compiled_net(graph_module_reduce, attributes) -> CompiledNet:
+    rebuild, arguments = graph_module_reduce
+    plain = rebuild(*arguments)
+    net = CompiledNet(plain, plain.graph, class_name=type(plain).__name__)
+    for name, value in attributes.items():
+        setattr(net, name, value)
+    net.train(plain.training)
+    return net
+
+
+def compile_graph(graph: Graph, info: NetInfo, share_with: nn.Module | None = None) -> CompiledNet:
     """Build the PyTorch module of a graph. With `share_with` (another compiled net, e.g. the TRAIN net
     when compiling the TEST net), parameters and statistics of equally named layers are shared, as
     Caffe's test net shares the train net's blobs."""
@@ -67,8 +106,9 @@ def compile_graph(graph: Graph, info: NetInfo, share_with: nn.Module | None = No
     loss_weights = {top: w for spec in graph.layers for top, w in zip(spec.tops, spec.loss_weights) if w}
     outputs = list(dict.fromkeys(graph.outputs + list(loss_weights)))
     fx_graph.output({blob: env[blob] for blob in outputs if blob in env})
-    net = fx.GraphModule(root, fx_graph, class_name=re.sub(r"\W", "_", graph.name) or "Net")
+    net = CompiledNet(root, fx_graph, class_name=re.sub(r"\W", "_", graph.name) or "Net")
     net.input_names = input_names
+    net.outputs = [blob for blob in outputs if blob in env]
     net.loss_weights = loss_weights
     net.param_lr = lr  # parameter qualified name -> (lr_mult, decay_mult)
     net.phase = graph.state.phase

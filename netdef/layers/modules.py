@@ -167,32 +167,72 @@ class PReLU(nn.Module):
         return F.prelu(x, self.weight)
 
 
-class Elementwise(nn.Module):
-    """A parameter-free elementwise function given as a plain callable (Power, Exp, Log, ...)."""
+class _Affine(nn.Module):
+    """Base of the elementwise functions of (shift + scale * x): plain modules with their constants as
+    attributes (no closures), so a compiled net pickles and deep-copies whole."""
 
-    def __init__(self, fn, text):
+    def __init__(self, scale, shift):
         super().__init__()
-        self.fn, self.text = fn, text
+        self.scale, self.shift = scale, shift
+
+
+class Power(_Affine):
+    def __init__(self, power, scale, shift):
+        super().__init__(scale, shift)
+        self.power = power
 
     def extra_repr(self):
-        return self.text
+        return f"({self.shift} + {self.scale}x)^{self.power}"
 
     def forward(self, x):
-        return self.fn(x)
+        return (self.shift + self.scale * x).pow(self.power)
 
 
-def power(power_, scale, shift):
-    return Elementwise(lambda x: (shift + scale * x).pow(power_), f"({shift} + {scale}x)^{power_}")
+class Exp(_Affine):
+    """base^(shift + scale x); base -1 means e."""
+
+    def __init__(self, base, scale, shift):
+        super().__init__(scale, shift)
+        self.base, self.log_base = base, 1.0 if base == -1 else math.log(base)
+
+    def extra_repr(self):
+        return f"{self.base}^({self.shift} + {self.scale}x)"
+
+    def forward(self, x):
+        return torch.exp(self.log_base * (self.shift + self.scale * x))
 
 
-def exp(base, scale, shift):
-    log_base = 1.0 if base == -1 else math.log(base)
-    return Elementwise(lambda x: torch.exp(log_base * (shift + scale * x)), f"{base}^({shift} + {scale}x)")
+class Log(_Affine):
+    """log_base(shift + scale x); base -1 means e."""
+
+    def __init__(self, base, scale, shift):
+        super().__init__(scale, shift)
+        self.base, self.inverse_log_base = base, 1.0 if base == -1 else 1.0 / math.log(base)
+
+    def extra_repr(self):
+        return f"log_{self.base}({self.shift} + {self.scale}x)"
+
+    def forward(self, x):
+        return torch.log(self.shift + self.scale * x) * self.inverse_log_base
 
 
-def log(base, scale, shift):
-    inv = 1.0 if base == -1 else 1.0 / math.log(base)
-    return Elementwise(lambda x: torch.log(shift + scale * x) * inv, f"log_{base}({shift} + {scale}x)")
+class ScaledTanH(nn.Module):
+    """scale_out * tanh(scale_in * x) (LeCun's 1.7159 tanh(2x/3))."""
+
+    def __init__(self, scale_out, scale_in):
+        super().__init__()
+        self.scale_out, self.scale_in = scale_out, scale_in
+
+    def extra_repr(self):
+        return f"{self.scale_out} * tanh({self.scale_in} x)"
+
+    def forward(self, x):
+        return self.scale_out * torch.tanh(self.scale_in * x)
+
+
+class AbsVal(nn.Module):
+    def forward(self, x):
+        return torch.abs(x)
 
 
 class Eltwise(nn.Module):

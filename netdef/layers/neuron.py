@@ -81,13 +81,12 @@ class TanH(_Neuron):
                              "scale_out": Float(1.0, "multiplies the output (netdef)"), **_ENGINE}}
 
     def module(self):
-        import torch
         import torch.nn as nn
-        from .modules import Elementwise
+        from .modules import ScaledTanH
         a, s = self.p["scale_out"], self.p["scale_in"]
         if a == 1 and s == 1:
             return nn.Tanh()
-        return Elementwise(lambda x: a * torch.tanh(s * x), f"{a} * tanh({s} x)")
+        return ScaledTanH(a, s)
 
 
 @register
@@ -96,9 +95,8 @@ class AbsVal(_Neuron):
     summary = "absolute value"
 
     def module(self):
-        import torch
-        from .modules import Elementwise
-        return Elementwise(torch.abs, "abs")
+        from .modules import AbsVal as Module
+        return Module()
 
 
 @register
@@ -109,8 +107,8 @@ class Power(_Neuron):
                               "shift": Float(0.0, "input shift")}}
 
     def module(self):
-        from .modules import power
-        return power(self.p["power"], self.p["scale"], self.p["shift"])
+        from .modules import Power
+        return Power(self.p["power"], self.p["scale"], self.p["shift"])
 
 
 @register
@@ -125,8 +123,8 @@ class Exp(_Neuron):
             yield (("exp_param", "base"), "'base' must be positive or -1 (e)", "> 0 or -1", str(self.p["base"]))
 
     def module(self):
-        from .modules import exp
-        return exp(self.p["base"], self.p["scale"], self.p["shift"])
+        from .modules import Exp
+        return Exp(self.p["base"], self.p["scale"], self.p["shift"])
 
 
 @register
@@ -142,8 +140,8 @@ class Log(_Neuron):
                    str(self.p["base"]))
 
     def module(self):
-        from .modules import log
-        return log(self.p["base"], self.p["scale"], self.p["shift"])
+        from .modules import Log
+        return Log(self.p["base"], self.p["scale"], self.p["shift"])
 
 
 @register
