@@ -118,9 +118,11 @@ def count(n: int, noun: str) -> str:
 
 
 def show(value) -> str:
-    """A value as the user wrote it, for 'found ...' texts."""
+    """A value as the user wrote it, for 'found ...' texts (shortened past a line's worth)."""
     if isinstance(value, str):
-        return repr(value)
+        return repr(value) if len(value) <= 60 else repr(value[:50]) + f"... ({len(value):,} characters)"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {len(str(abs(value))) if value.bit_length() < 10_000 else 'thousands of'} digits"
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

@@ -28,6 +28,7 @@ COMMANDS = {
 }
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL_ERROR = 3
 
 
 def _available():
@@ -91,6 +92,12 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001  (the last resort: bad input must never show a bare traceback)
+        if getattr(args, "debug", False):
+            raise
+        print(f"internal error in netdef ({type(exc).__name__}: {exc}); please report it with the command and "
+              "its files, and run it again with --debug for the traceback", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
 
 
 if __name__ == "__main__":

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import NetdefError, Problem, did_you_mean
+from ..errors import NetdefError, Problem, did_you_mean, show
 from ..fields import as_list
+from .limits import (MAX_LAYERS, MAX_REPEAT, MAX_TEMPLATE_BITS, MAX_TEMPLATE_CHARS, MAX_TEMPLATE_ITEMS,
+                     MAX_TEMPLATE_STEPS)
 from .load import Origin, Source, load_yaml
 from .validate import layer_problems, validate_document
 
@@ -44,8 +46,11 @@ class TemplateError(Exception):
 
 def evaluate(expression: str, scope: dict):
     """Evaluate a template expression: arithmetic, comparisons, `a if c else b`, indexing, a few functions.
-    No attribute access and no other calls, so a net file can never run code."""
-    return _eval(_parse(expression), scope)
+    No attribute access and no other calls, so a net file can never run code; evaluation is bounded
+    (netdef.front.limits), so it can never run for long or build huge values either."""
+    if len(expression) > MAX_TEMPLATE_CHARS:
+        raise TemplateError(f"template expression longer than {MAX_TEMPLATE_CHARS} characters")
+    return _Evaluation(scope).run(_parse(expression))
 
 
 @lru_cache(maxsize=4096)
@@ -53,47 +58,97 @@ def _parse(expression: str):
     """Blocks repeat the same few expressions thousands of times (ResNet-152): parse each once."""
     try:
         return ast.parse(expression.strip(), mode="eval").body
-    except SyntaxError:
-        raise TemplateError(f"cannot parse expression '{expression}'") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise TemplateError(f"cannot parse expression {show(expression)}") from None
 
 
-def _eval(node, scope):
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Name):
-        if node.id in scope:
-            return scope[node.id]
-        if node.id in ("true", "false"):
-            return node.id == "true"
-        hint = did_you_mean(node.id, scope)
-        raise TemplateError(f"unknown name '{node.id}' in template" + (f"; {hint}" if hint else ""))
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_eval(node.left, scope), _eval(node.right, scope))
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not, ast.UAdd)):
-        value = _eval(node.operand, scope)
-        return -value if isinstance(node.op, ast.USub) else (not value if isinstance(node.op, ast.Not) else value)
-    if isinstance(node, ast.BoolOp):
-        values = [_eval(v, scope) for v in node.values]
-        return all(values) if isinstance(node.op, ast.And) else any(values)
-    if isinstance(node, ast.Compare):
-        left = _eval(node.left, scope)
-        for op, right_node in zip(node.ops, node.comparators):
-            right = _eval(right_node, scope)
-            if type(op) not in _COMPARE or not _COMPARE[type(op)](left, right):
-                return False
-            left = right
-        return True
-    if isinstance(node, ast.IfExp):
-        return _eval(node.body, scope) if _eval(node.test, scope) else _eval(node.orelse, scope)
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_eval(e, scope) for e in node.elts]
-    if isinstance(node, ast.Subscript):
-        return _eval(node.value, scope)[_eval(node.slice, scope)]
-    if isinstance(node, ast.Slice):
-        return slice(*(None if part is None else _eval(part, scope) for part in (node.lower, node.upper, node.step)))
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS:
-        return _FUNCTIONS[node.func.id](*[_eval(a, scope) for a in node.args])
-    raise TemplateError(f"'{ast.unparse(node)}' is not allowed in a template")
+def _too_big(value) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value.bit_length() > MAX_TEMPLATE_BITS
+    return isinstance(value, (str, list)) and len(value) > MAX_TEMPLATE_ITEMS
+
+
+def _size_of_product(a, b) -> int:
+    """The size of a * b before computing it: bits for integers, items for a repeated string or list."""
+    if isinstance(a, int) and isinstance(b, int):
+        return 0 if a.bit_length() + b.bit_length() <= MAX_TEMPLATE_BITS else MAX_TEMPLATE_BITS + 1
+    sequence, times = (a, b) if isinstance(a, (str, list)) else (b, a)
+    return len(sequence) * times if isinstance(sequence, (str, list)) and isinstance(times, int) else 0
+
+
+def _bounded_binary(op, a, b):
+    """Arithmetic whose result cannot outgrow the limits: `9**9**9` and `'a' * 10**10` are refused
+    before they are computed, not after they exhaust the machine."""
+    if isinstance(op, ast.Pow) and isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
+        if b * (abs(a).bit_length() - 1) > MAX_TEMPLATE_BITS:
+            raise TemplateError(f"'{a} ** {b}' is too large (more than {MAX_TEMPLATE_BITS} bits)")
+    if isinstance(op, ast.Mult) and _size_of_product(a, b) > max(MAX_TEMPLATE_ITEMS, MAX_TEMPLATE_BITS):
+        raise TemplateError("the product is too large for a template value")
+    result = _BINARY[type(op)](a, b)
+    if _too_big(result):
+        raise TemplateError("the result is too large for a template value")
+    return result
+
+
+class _Evaluation:
+    """One expression's evaluation, counting its steps."""
+
+    def __init__(self, scope: dict):
+        self.scope, self.steps = scope, 0
+
+    def run(self, node):
+        try:
+            return self.eval(node)
+        except RecursionError:
+            raise TemplateError("template expression nested too deeply") from None
+
+    def eval(self, node):
+        self.steps += 1
+        if self.steps > MAX_TEMPLATE_STEPS:
+            raise TemplateError(f"template expression takes more than {MAX_TEMPLATE_STEPS} steps")
+        scope, _eval = self.scope, self.eval
+        if isinstance(node, ast.Constant):
+            if _too_big(node.value):
+                raise TemplateError("a constant in the template is too large")
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in scope:
+                return scope[node.id]
+            if node.id in ("true", "false"):
+                return node.id == "true"
+            hint = did_you_mean(node.id, scope)
+            raise TemplateError(f"unknown name '{node.id}' in template" + (f"; {hint}" if hint else ""))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _bounded_binary(node.op, _eval(node.left), _eval(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not, ast.UAdd)):
+            value = _eval(node.operand)
+            return -value if isinstance(node.op, ast.USub) else (not value if isinstance(node.op, ast.Not) else value)
+        if isinstance(node, ast.BoolOp):
+            values = [_eval(v) for v in node.values]
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        if isinstance(node, ast.Compare):
+            left = _eval(node.left)
+            for op, right_node in zip(node.ops, node.comparators):
+                right = _eval(right_node)
+                if type(op) not in _COMPARE or not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.IfExp):
+            return _eval(node.body) if _eval(node.test) else _eval(node.orelse)
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return [_eval(e) for e in node.elts]
+        if isinstance(node, ast.Subscript):
+            return _eval(node.value)[_eval(node.slice)]
+        if isinstance(node, ast.Slice):
+            return slice(*(None if part is None else _eval(part) for part in (node.lower, node.upper, node.step)))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
+                and not node.keywords:
+            result = _FUNCTIONS[node.func.id](*[_eval(a) for a in node.args])
+            if _too_big(result):
+                raise TemplateError("the result is too large for a template value")
+            return result
+        raise TemplateError(f"'{ast.unparse(node)}' is not allowed in a template")
 
 
 def substitute(value, scope: dict, path=()):
@@ -111,8 +166,8 @@ def substitute(value, scope: dict, path=()):
             return _TEMPLATE.sub(lambda m: str(evaluate(m.group(1), scope)), value)
         except TemplateError as exc:
             raise TemplateError(str(exc), path) from None
-        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
-            raise TemplateError(f"cannot evaluate '{value}': {exc}", path) from None
+        except (ArithmeticError, TypeError, ValueError, LookupError, MemoryError) as exc:
+            raise TemplateError(f"cannot evaluate '{value}': {exc or type(exc).__name__}", path) from None
     return value
 
 
@@ -162,6 +217,16 @@ def _load_blocks(data, source: Source, file: Path, seen: set, problems: list) ->
     return blocks
 
 
+class _TooManyLayers(Exception):
+    """Expansion stops at MAX_LAYERS: a net past it is a runaway repeat, not a model."""
+
+    def __init__(self, origin: Origin):
+        super().__init__()
+        self.problem = Problem(f"the net expands to more than {MAX_LAYERS:,} layers", origin.pos(),
+                               via=origin.via[-1:], hint="is a 'repeat:' or a block's use of itself much larger "
+                                                         "than meant?")
+
+
 class _Expander:
     def __init__(self, blocks: dict):
         self.blocks = blocks
@@ -183,6 +248,8 @@ class _Expander:
                 else:
                     if scope is not None and via:
                         self.problems += self.layer_problems(entry, origin)
+                    if len(self.layers) >= MAX_LAYERS:
+                        raise _TooManyLayers(origin)
                     self.layers.append(entry)
                     self.origins.append(origin)
             except TemplateError as exc:
@@ -201,6 +268,15 @@ class _Expander:
         return problems
 
     def instance(self, use, origin: Origin, outer_scope, depth):
+        repeat = 1 if use.get("repeat") is None else use["repeat"]
+        if not isinstance(use["use"], str):
+            self.problems.append(Problem("'use' names a block", origin.pos(("use",)), expected="a block name",
+                                         found=show(use["use"])))
+            return
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
+            self.problems.append(Problem("invalid 'repeat'", origin.pos(("repeat",)),
+                                         expected=f"a whole number from 1 to {MAX_REPEAT:,}", found=show(repeat)))
+            return
         block = self.blocks.get(use["use"])
         if block is None:
             self.problems.append(Problem(f"unknown block '{use['use']}'", origin.pos(("use",)),
@@ -218,7 +294,6 @@ class _Expander:
             self.problems.append(Problem(f"block '{block.name}' has no argument '{key}'",
                                          origin.pos(("with", key), key=True), layer=use["name"],
                                          hint=did_you_mean(key, block.args)))
-        repeat = use.get("repeat") or 1
         bottom = use.get("bottom")
         for k in range(1, repeat + 1):
             scope = {**(outer_scope or {}), "i": k, "n": repeat, "letter": chr(ord("a") + k - 1)}
@@ -298,7 +373,10 @@ def expand(data, source: Source) -> ExpandedNet:
     if problems:
         raise NetdefError(problems)  # instances of blocks that failed to load would only add noise
     expander = _Expander(blocks)
-    expander.entries(data.get("layers") or [], source, ("layers",), (), None, 0)
+    try:
+        expander.entries(data.get("layers") or [], source, ("layers",), (), None, 0)
+    except _TooManyLayers as exc:
+        expander.problems.append(exc.problem)
     problems += expander.problems
     if problems:
         raise NetdefError(problems)

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import NetdefError, Pos, Problem
+from .limits import MAX_FILE_BYTES, MAX_NESTING, MAX_NODES
 
 
 class _Loader(yaml.SafeLoader):
@@ -73,15 +74,46 @@ def _merge_keys(node, source: Source, problems: list, scalars: _Loader) -> int:
     return len(node.value) - own
 
 
-def _construct(node, path, source: Source, problems: list, scalars: _Loader):
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
+def _tag_problem(source: Source, node) -> Problem:
+    """A tagged value (!!python/name:, !!set, ...): safe loading never runs it; netdef refuses it."""
+    tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+    return Problem(f"unsupported YAML tag '{tag}'", _mark(source, node.start_mark),
+                   expected="plain YAML values (no tags such as !!python/...)")
+
+
+class _Budget:
+    """Nodes constructed so far: an alias repeats its whole subtree, so a few lines can stand for billions."""
+
+    def __init__(self):
+        self.nodes = 0
+
+    def spend(self, source: Source, node):
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise NetdefError(Problem(f"the document has more than {MAX_NODES:,} values once its aliases are "
+                                      "expanded", _mark(source, node.start_mark),
+                                      hint="an alias (*name) repeats its anchor's whole value; is one nested "
+                                           "in itself many times?"))
+
+
+def _construct(node, path, source: Source, problems: list, scalars: _Loader, budget: _Budget):
+    budget.spend(source, node)
+    if len(path) > MAX_NESTING:
+        raise NetdefError(Problem(f"values nested more than {MAX_NESTING} deep", _mark(source, node.start_mark)))
     source.values[path] = _mark(source, node.start_mark)
+    if node.tag not in _PLAIN_TAGS and not isinstance(node, yaml.ScalarNode):
+        problems.append(_tag_problem(source, node))
+        return None
     if isinstance(node, yaml.MappingNode):
         result = {}
         first_seen = {}
         merged = _merge_keys(node, source, problems, scalars)
         merged_positions = {_mark(source, k.start_mark) for k, _ in node.value[:merged]}
         for index, (key_node, value_node) in enumerate(node.value):
-            key = _construct(key_node, path + ("<key>",), source, problems, scalars)
+            key = _construct(key_node, path + ("<key>",), source, problems, scalars, budget)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 problems.append(Problem("a mapping key must be a plain name",
                                         _mark(source, key_node.start_mark), found=str(key)))
@@ -97,12 +129,16 @@ def _construct(node, path, source: Source, problems: list, scalars: _Loader):
                 continue
             first_seen[key] = key_pos
             source.keys[path + (key,)] = key_pos
-            result[key] = _construct(value_node, path + (key,), source, problems, scalars)
+            result[key] = _construct(value_node, path + (key,), source, problems, scalars, budget)
         source.values.pop(path + ("<key>",), None)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), source, problems, scalars) for i, item in enumerate(node.value)]
-    return scalars.construct_object(node, deep=True)
+        return [_construct(item, path + (i,), source, problems, scalars, budget) for i, item in enumerate(node.value)]
+    try:
+        return scalars.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError:  # a tag such as !!python/name: (never run: safe loader)
+        problems.append(_tag_problem(source, node))
+        return None
 
 
 def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
@@ -118,21 +154,57 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
     return Problem(message, pos, hint=hint)
 
 
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, file: str) -> Problem:
+    """A character YAML does not allow (NUL, other control characters), at its line and column."""
+    before = text[:exc.position]
+    line = before.count("\n") + 1
+    col = exc.position - (before.rfind("\n") + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return Problem(f"invalid YAML: character U+{code:04X} is not allowed in a YAML file", Pos(file, line, col),
+                   expected="printable text (tabs, newlines and Unicode letters are fine)")
+
+
+def _nesting_problem(text: str, file: str) -> Problem:
+    """Where a document nests deeper than MAX_NESTING, found from the parser's events (which, unlike
+    composing, does not recurse)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_FastLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_NESTING:
+                    return Problem(f"values nested more than {MAX_NESTING} deep", _mark(Source(file), event.start_mark))
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        pass
+    return Problem(f"values nested more than {MAX_NESTING} deep", Pos(file, 1, 1))
+
+
+def _compose(text: str, file: str):
+    try:
+        return yaml.compose(text, Loader=_FastLoader)
+    except yaml.YAMLError:
+        return yaml.compose(text, Loader=_Loader)
+
+
 def load_yaml_text(text: str, file: str = "<string>"):
-    """Parse YAML text; returns (data, Source). Syntax errors and duplicate keys raise NetdefError."""
+    """Parse YAML text; returns (data, Source). Syntax errors, duplicate keys and documents past the
+    limits of netdef.front.limits raise NetdefError."""
     source = Source(file)
     try:
-        node = yaml.compose(text, Loader=_FastLoader)
-    except yaml.YAMLError:
-        try:
-            node = yaml.compose(text, Loader=_Loader)
-        except yaml.MarkedYAMLError as exc:
-            raise NetdefError(_syntax_problem(exc, file)) from None
+        node = _compose(text, file)
+    except yaml.MarkedYAMLError as exc:
+        raise NetdefError(_syntax_problem(exc, file)) from None
+    except yaml.reader.ReaderError as exc:
+        raise NetdefError(_reader_problem(exc, text, file)) from None
+    except RecursionError:
+        raise NetdefError(_nesting_problem(text, file)) from None
     blank = isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null" and not node.value
     if node is None or blank:  # nothing, or only `---`
         raise NetdefError(Problem("the file is empty", Pos(file, 1, 1)))
     problems: list = []
-    data = _construct(node, (), source, problems, _Loader(""))
+    data = _construct(node, (), source, problems, _Loader(""), _Budget())
     if problems:
         raise NetdefError(problems)
     return data, source
@@ -142,7 +214,12 @@ def load_yaml(path) -> tuple:
     """Read and parse a YAML file; returns (data, Source)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise NetdefError(Problem(f"{path} is larger than {MAX_FILE_BYTES // 2 ** 20} MiB; a net or solver file "
+                                      "is a few kilobytes", expected="a YAML net or solver file"))
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise NetdefError(Problem(f"no such file: {path}")) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..fields import TEMPLATE, Block, Bool, Enum, Float, Int, Str, block_schema
 from ..layers import LAYERS
+from .limits import MAX_REPEAT
 
 SCHEMA_ID = "https://netdef.dev/schema"
 
@@ -45,7 +46,8 @@ USE_FIELDS = {
     "bottom": Str(None, "input blob name(s) (the block sees them as ${bottom})", repeated=True),
     "top": Str(None, "output blob name (the block sees it as ${top}; default: the instance name)"),
     "with": Block({}, "block arguments"),
-    "repeat": Int(None, "chain this many instances, each fed by the previous one's top", minimum=1),
+    "repeat": Int(None, "chain this many instances, each fed by the previous one's top", minimum=1,
+                  maximum=MAX_REPEAT),
     "include": COMMON_FIELDS["include"],
     "exclude": COMMON_FIELDS["exclude"],
 }

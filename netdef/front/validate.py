@@ -193,7 +193,7 @@ def layer_problems(entry, origin: Origin, templates: bool) -> list:
     if "use" in entry:
         return schema_problems(_validator("use", True), entry, origin, layer=name)
     kind = entry.get("type")
-    if kind not in LAYERS:
+    if not isinstance(kind, str) or kind not in LAYERS:
         if "type" not in entry:
             return [Problem("missing required key 'type'", origin.pos(), layer=name, via=origin.via,
                             hint="every layer needs a 'type' (or 'use' for a block instance)")]
@@ -220,6 +220,7 @@ def validate_document(data, source) -> None:
 def _entry_lists(data):
     if isinstance(data.get("layers"), list):
         yield ("layers",), data["layers"]
-    for block_name, block in (data.get("blocks") or {}).items():
+    blocks = data.get("blocks")
+    for block_name, block in (blocks.items() if isinstance(blocks, dict) else ()):
         if isinstance(block, dict) and isinstance(block.get("layers"), list):
             yield ("blocks", block_name, "layers"), block["layers"]
