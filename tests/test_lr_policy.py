@@ -8,17 +8,15 @@ import pytest
 
 from netdef.errors import NetdefError
 from netdef.train.lr_policy import learning_rate, multistep_current_step, schedule
-from netdef.train.config import load_solver
+from netdef.train.config import SolverConfig, load_solver
 
 ROOT = Path(__file__).resolve().parent.parent
 LENET = ROOT / "nets" / "lenet.yaml"
 
 
 def solver(**fields):
-    values = {"base_lr": 0.01, "lr_policy": "fixed", "gamma": None, "power": None, "stepsize": None,
-              "stepvalue": [], "max_iter": 10000}
-    values.update(fields)
-    return values
+    """A SolverConfig made in Python (not checked, so a policy may lack its fields)."""
+    return SolverConfig(**{"base_lr": 0.01, "lr_policy": "fixed", "max_iter": 10000, **fields})
 
 
 @pytest.mark.parametrize("policy, fields, iteration, expected", [
@@ -154,5 +152,5 @@ def test_cli_check_reports_solver_problem_position(tmp_path):
 def test_valid_solver_loads(tmp_path):
     path = write_solver(tmp_path, "lr_policy: multistep\ngamma: 0.9\nstepvalue: [50, 70]\ntype: Adam\n"
                                   "momentum: 0.9\n")
-    values = load_solver(path).values
-    assert learning_rate(values, 60) == pytest.approx(0.009)
+    config = load_solver(path)
+    assert learning_rate(config, 60) == pytest.approx(0.009)

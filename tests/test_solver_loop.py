@@ -1,4 +1,4 @@
-"""The training loop (netdef/solve.py) run from real solver files: Caffe's log lines, TensorBoard events,
+"""The training loop (netdef/train/solver.py) run from real solver files: Caffe's log lines, TensorBoard events,
 iter_size, every solver type and lr policy, test nets and the run folder."""
 import math
 import re
@@ -43,7 +43,7 @@ def test_log_lines_follow_caffe(tiny):
     for pattern, line in zip(expected_order, lines[start:]):
         assert re.fullmatch(pattern, line), (pattern, line)
     rate_5 = next(line for line in lines if line.startswith("Iteration 5, lr = "))
-    assert float(rate_5.split(" = ")[1]) == pytest.approx(learning_rate(load_solver(tiny / "solver.yaml").values, 5),
+    assert float(rate_5.split(" = ")[1]) == pytest.approx(learning_rate(load_solver(tiny / "solver.yaml"), 5),
                                                           rel=1e-5)
     assert re.search(rf"Iteration 5 \(({NUMBER}) iter/s, ({NUMBER})s/5 iters\), loss = ({NUMBER})", out)
     assert lines[-1] == "Optimization Done."
@@ -121,8 +121,8 @@ def test_every_lr_policy_sets_the_logged_rates(tiny, policy):
     code, out, err = run_netdef("train", solver)
     assert code == 0, err
     logged = [float(x) for x in re.findall(rf"Iteration \d+, lr = ({NUMBER})", out)]
-    values = load_solver(solver).values
-    assert logged == pytest.approx([learning_rate(values, i) for i in range(5)], rel=1e-5)
+    config = load_solver(solver)
+    assert logged == pytest.approx([learning_rate(config, i) for i in range(5)], rel=1e-5)
 
 
 def test_test_nets_from_test_net_files_share_the_trained_weights(tiny):

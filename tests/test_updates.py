@@ -9,6 +9,7 @@ import torch
 
 import netdef
 from netdef.errors import NetdefError
+from netdef.train.config import SolverConfig
 from netdef.train.lr_policy import learning_rate
 from netdef.train.updates import HISTORY_SETS, CaffeUpdater
 
@@ -17,10 +18,8 @@ TYPES = list(HISTORY_SETS)
 
 
 def solver(**fields):
-    values = {"type": "SGD", "momentum": 0.0, "momentum2": 0.999, "delta": 1e-8, "rms_decay": 0.99,
-              "weight_decay": 0.0, "regularization_type": "L2", "clip_gradients": -1.0, "iter_size": 1}
-    values.update(fields)
-    return values
+    """A SolverConfig made in Python (not checked): Caffe's defaults and `fields`."""
+    return SolverConfig(**fields)
 
 
 def scalar_steps(values, grads_and_rates, weight=1.0):
@@ -28,9 +27,9 @@ def scalar_steps(values, grads_and_rates, weight=1.0):
     param = torch.nn.Parameter(torch.tensor([weight], dtype=torch.float64))
     updater = CaffeUpdater([("w", param, 1.0, 1.0)], values)
     weights = []
-    for grad, rate in grads_and_rates:
+    for iteration, (grad, rate) in enumerate(grads_and_rates):
         param.grad = torch.tensor([grad], dtype=torch.float64)
-        updater.step(rate)
+        updater.step(rate, iteration)
         weights.append(param.item())
     return weights
 
@@ -70,23 +69,23 @@ def reference_steps(values, params, grads_per_step, rates):
     weights = {name: list(w) for name, (w, _, _) in params.items()}
     first = {name: [0.0] * len(w) for name, w in weights.items()}
     second = {name: [0.0] * len(w) for name, w in weights.items()}
-    momentum, delta = values["momentum"], values["delta"]
+    momentum, delta = values.momentum, values.delta
     history = []
     for step, (grads, rate) in enumerate(zip(grads_per_step, rates)):
         grads = {name: list(grads[name]) for name in params}
         norm = math.sqrt(sum(g * g for gs in grads.values() for g in gs))
-        if 0 <= values["clip_gradients"] < norm:
-            grads = {name: [g * values["clip_gradients"] / norm for g in gs] for name, gs in grads.items()}
+        if 0 <= values.clip_gradients < norm:
+            grads = {name: [g * values.clip_gradients / norm for g in gs] for name, gs in grads.items()}
         for name, (_, lr_mult, decay_mult) in params.items():
             w, h, h2 = weights[name], first[name], second[name]
-            local_rate, local_decay = rate * lr_mult, values["weight_decay"] * decay_mult
+            local_rate, local_decay = rate * lr_mult, values.weight_decay * decay_mult
             for i in range(len(w)):
-                g = grads[name][i] / values["iter_size"]
-                if values["regularization_type"] == "L2":
+                g = grads[name][i] / values.iter_size
+                if values.regularization_type == "L2":
                     g += local_decay * w[i]
                 else:
                     g += local_decay * ((w[i] > 0) - (w[i] < 0))
-                kind = values["type"]
+                kind = values.type
                 if kind == "SGD":
                     h[i] = momentum * h[i] + local_rate * g
                     w[i] -= h[i]
@@ -98,7 +97,7 @@ def reference_steps(values, params, grads_per_step, rates):
                     h[i] += g * g
                     w[i] -= local_rate * g / (math.sqrt(h[i]) + delta)
                 elif kind == "RMSProp":
-                    h[i] = values["rms_decay"] * h[i] + (1 - values["rms_decay"]) * g * g
+                    h[i] = values.rms_decay * h[i] + (1 - values.rms_decay) * g * g
                     w[i] -= local_rate * g / (math.sqrt(h[i]) + delta)
                 elif kind == "AdaDelta":
                     h[i] = momentum * h[i] + (1 - momentum) * g * g
@@ -106,7 +105,7 @@ def reference_steps(values, params, grads_per_step, rates):
                     h2[i] = momentum * h2[i] + (1 - momentum) * u * u
                     w[i] -= local_rate * u
                 else:  # Adam, t = iteration + 1
-                    beta1, beta2, t = momentum, values["momentum2"], step + 1
+                    beta1, beta2, t = momentum, values.momentum2, step + 1
                     h[i] = beta1 * h[i] + (1 - beta1) * g
                     h2[i] = beta2 * h2[i] + (1 - beta2) * g * g
                     correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
@@ -138,14 +137,14 @@ def test_two_steps_match_caffe_replay(solver_type, regularization, dtype, tolera
     named += [("frozen", frozen, 0.0, 1.0), ("a_shared", params["a"], 5.0, 5.0)]  # skipped; 'a' once
     updater = CaffeUpdater(named, values)
     expected = reference_steps(values, TINY, TINY_GRADS, TINY_RATES)
-    for grads, rate, want in zip(TINY_GRADS, TINY_RATES, expected):
+    for iteration, (grads, rate, want) in enumerate(zip(TINY_GRADS, TINY_RATES, expected)):
         for name, param in params.items():
             param.grad = torch.tensor(grads[name], dtype=dtype)
-        updater.step(rate)
+        updater.step(rate, iteration)
         for name, param in params.items():
             assert param.tolist() == pytest.approx(want[name], rel=tolerance, abs=tolerance), name
     assert frozen.tolist() == [1.0, 2.0]
-    assert updater.iteration == 2
+    assert "iteration" not in updater.state_dict()  # the caller counts the iterations (TrainState)
     assert updater.last_grad_norm.item() == pytest.approx(math.sqrt(8.15), rel=1e-6)
 
 
@@ -157,10 +156,10 @@ def test_missing_gradient_counts_as_zero():
     param = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
     updater = CaffeUpdater([("w", param, 1.0, 1.0)], values)
     param.grad = torch.tensor([0.5], dtype=torch.float64)
-    updater.step(0.1)
+    updater.step(0.1, 0)
     updater.zero_grad()
     assert param.grad is None
-    updater.step(0.1)
+    updater.step(0.1, 1)
     assert param.item() == pytest.approx(1 - 0.06 - (0.9 * 0.06 + 0.1 * 0.1 * 0.94), rel=1e-12)
 
 
@@ -168,23 +167,23 @@ def test_clipping_zero_gradients_gives_no_nan():
     param = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
     updater = CaffeUpdater([("w", param, 1.0, 1.0)], solver(clip_gradients=0.0, weight_decay=0.5))
     param.grad = torch.zeros(2)
-    updater.step(0.1)
+    updater.step(0.1, 0)
     assert param.tolist() == pytest.approx([0.95, -0.95])
 
 
 # Where Caffe and torch.optim agree: constant rate, lr_mult = decay_mult = 1, L2, no clipping.
 def torch_optimizer(values, params, rate):
-    momentum, delta, decay = values["momentum"], values["delta"], values["weight_decay"]
+    momentum, delta, decay = values.momentum, values.delta, values.weight_decay
     return {"SGD": lambda: torch.optim.SGD(params, lr=rate, momentum=momentum, weight_decay=decay),
             "Nesterov": lambda: torch.optim.SGD(params, lr=rate, momentum=momentum, weight_decay=decay,
                                                 nesterov=True),
             "AdaGrad": lambda: torch.optim.Adagrad(params, lr=rate, weight_decay=decay, eps=delta),
-            "RMSProp": lambda: torch.optim.RMSprop(params, lr=rate, alpha=values["rms_decay"], weight_decay=decay,
+            "RMSProp": lambda: torch.optim.RMSprop(params, lr=rate, alpha=values.rms_decay, weight_decay=decay,
                                                    eps=delta),
             "AdaDelta": lambda: torch.optim.Adadelta(params, lr=rate, rho=momentum, weight_decay=decay, eps=delta),
-            "Adam": lambda: torch.optim.Adam(params, lr=rate, betas=(momentum, values["momentum2"]),
+            "Adam": lambda: torch.optim.Adam(params, lr=rate, betas=(momentum, values.momentum2),
                                              weight_decay=decay, eps=delta),
-            }[values["type"]]()
+            }[values.type]()
 
 
 def run_both(values, rates, grad_scale=1.0):
@@ -195,9 +194,9 @@ def run_both(values, rates, grad_scale=1.0):
     caffe_param, torch_param = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
     updater = CaffeUpdater([("w", caffe_param, 1.0, 1.0)], values)
     optimizer = torch_optimizer(values, [torch_param], rates[0])
-    for grad, rate in zip(grads, rates):
+    for iteration, (grad, rate) in enumerate(zip(grads, rates)):
         caffe_param.grad, torch_param.grad = grad.clone(), grad.clone()
-        updater.step(rate)
+        updater.step(rate, iteration)
         for group in optimizer.param_groups:
             group["lr"] = rate
         optimizer.step()
@@ -246,17 +245,17 @@ def test_state_dict_round_trip_is_bitwise(tmp_path, solver_type):
     snapshot = tmp_path / "snap.pt"
     for step in range(4):
         if step == 2:
-            torch.save({"net": net.state_dict(), "solver": updater.state_dict()}, snapshot)
+            torch.save({"net": net.state_dict(), "solver": updater.state_dict(), "iteration": step}, snapshot)
         fake_gradients(net, step)
-        updater.step(learning_rate(values, updater.iteration))
+        updater.step(learning_rate(values, step), step)
     resumed_net, resumed = lenet_with_updater(values)
     saved = torch.load(snapshot)
     resumed_net.load_state_dict(saved["net"])
     resumed.load_state_dict(saved["solver"])
-    assert resumed.iteration == 2
-    for step in range(2, 4):
+    assert saved["iteration"] == 2  # the iteration is the caller's (a snapshot's TrainState), not the updater's
+    for step in range(saved["iteration"], 4):
         fake_gradients(resumed_net, step)
-        resumed.step(learning_rate(values, resumed.iteration))
+        resumed.step(learning_rate(values, step), step)
     for (name, param), (_, other) in zip(net.named_parameters(), resumed_net.named_parameters()):
         assert torch.equal(param, other), name
     for set_name, tensors in updater.state_dict()["history"].items():
@@ -270,7 +269,7 @@ def test_state_dict_holds_copies_named_by_parameter():
     assert sorted(state["history"]) == ["history", "update_history"]
     assert sorted(state["history"]["history"]) == sorted(net.param_lr)
     fake_gradients(net, 0)
-    updater.step(1.0)
+    updater.step(1.0, 0)
     assert not state["history"]["history"]["conv1.weight"].any()  # unchanged by the later step
 
 

@@ -44,8 +44,8 @@ BATCH = 64
 
 
 def netdef_solver(device: str) -> Solver:
-    config = load_solver(SOLVER)
-    config.values.update(display=0, test_interval=0, snapshot=0, snapshot_after_train=False, device=device)
+    config = load_solver(SOLVER).replace(display=0, test_interval=0, snapshot=0, snapshot_after_train=False,
+                                         device=device)
     return Solver(config)
 
 
@@ -76,15 +76,15 @@ class Twin:
         self.model = TwinLeNet().to(self.device)
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.model = self.model.to(memory_format=self.layout)
-        values = load_solver(SOLVER).values
+        config = load_solver(SOLVER)
         weights = [p for n, p in self.model.named_parameters() if n.endswith("weight")]
         biases = [p for n, p in self.model.named_parameters() if n.endswith("bias")]
-        base = values["base_lr"]
+        base = config.base_lr
         self.optimizer = torch.optim.SGD([{"params": weights, "lr": base}, {"params": biases, "lr": 2 * base}],
-                                         lr=base, momentum=values["momentum"], weight_decay=values["weight_decay"],
+                                         lr=base, momentum=config.momentum, weight_decay=config.weight_decay,
                                          foreach=True)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda it: learning_rate(values, it) / base)
+            self.optimizer, lambda it: learning_rate(config, it) / base)
         images, labels = IdxBackend(DATA, "train").load()
         self.images, self.labels = images.to(self.device), labels.to(self.device)
         self.generator = torch.Generator().manual_seed(seed)
@@ -122,9 +122,9 @@ def netdef_accuracy(solver: Solver) -> float:
     test = solver.tests[0]
     correct = 0.0
     with torch.no_grad():
-        for _ in range(solver.values["test_iter"][0]):
+        for _ in range(solver.config.test_iter[0]):
             correct += test.net(**test.feed.next())["accuracy"].item()
-    return correct / solver.values["test_iter"][0]
+    return correct / solver.config.test_iter[0]
 
 
 def synchronize(device):
@@ -199,7 +199,7 @@ def measure(args):
 def accuracy(args):
     solver = netdef_solver(args.device)
     twin = Twin(args.device)
-    iterations = solver.values["max_iter"]
+    iterations = solver.config.max_iter
     solver.step(iterations)
     twin.step(iterations)
     print(f"test accuracy after {iterations} iterations: netdef {netdef_accuracy(solver):.4f}, "

@@ -18,12 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import netdef  # noqa: E402
+from netdef.train.config import SolverConfig  # noqa: E402
 from netdef.train.lr_policy import learning_rate  # noqa: E402
 from netdef.train.updates import CaffeUpdater  # noqa: E402
 
-VALUES = {"type": "SGD", "momentum": 0.9, "momentum2": 0.999, "delta": 1e-8, "rms_decay": 0.99,
-          "weight_decay": 5e-4, "regularization_type": "L2", "clip_gradients": -1.0, "iter_size": 1,
-          "lr_policy": "inv", "base_lr": 0.01, "gamma": 1e-4, "power": 0.75}
+CONFIG = SolverConfig(type="SGD", momentum=0.9, weight_decay=5e-4, lr_policy="inv", base_lr=0.01, gamma=1e-4,
+                      power=0.75)
 RATE = 0.01
 
 
@@ -57,11 +57,11 @@ def set_gradients(named_params, seed):
 
 def check_agreement(caffe_params, torch_params):
     """At a constant rate Caffe's SGD (lr inside the velocity) and torch's (lr outside) give the same weights."""
-    updater, optimizer = CaffeUpdater(caffe_params, VALUES), torch_sgd(torch_params)
+    updater, optimizer = CaffeUpdater(caffe_params, CONFIG), torch_sgd(torch_params)
     for step in range(5):
         set_gradients(caffe_params, step)
         set_gradients(torch_params, step)
-        updater.step(RATE)
+        updater.step(RATE, step)
         optimizer.step()
     return max((a.detach() - b.detach()).abs().max().item()
                for (_, a, _, _), (_, b, _, _) in zip(caffe_params, torch_params))
@@ -104,10 +104,10 @@ def main(argv=None) -> int:
         print("CaffeUpdater and torch.optim.SGD disagree", file=sys.stderr)
         return 1
 
-    updater, optimizer = CaffeUpdater(caffe_params, VALUES), torch_sgd(torch_params)
+    updater, optimizer = CaffeUpdater(caffe_params, CONFIG), torch_sgd(torch_params)
     seconds = per_step_seconds({
-        "CaffeUpdater.step(rate)": lambda: updater.step(RATE),
-        "CaffeUpdater.step(learning_rate(inv))": lambda: updater.step(learning_rate(VALUES, updater.iteration)),
+        "CaffeUpdater.step(rate)": lambda: updater.step(RATE, 1000),
+        "CaffeUpdater.step(learning_rate(inv))": lambda: updater.step(learning_rate(CONFIG, 1000), 1000),
         "torch.optim.SGD(foreach=True).step()": optimizer.step,
     }, args.iterations, args.device)
     for name, value in seconds.items():

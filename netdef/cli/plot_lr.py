@@ -15,14 +15,14 @@ def add_arguments(parser):
     parser.add_argument("--log", action="store_true", help="logarithmic learning-rate axis")
 
 
-def plot_schedule(values: dict, iterations: int, output, title: str, log: bool = False):
+def plot_schedule(config, iterations: int, output, title: str, log: bool = False):
     """Draws lr(iteration) for iterations 0..iterations-1 into `output` with matplotlib (no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from ..train.lr_policy import schedule
-    rates = schedule(values, iterations)
+    rates = schedule(config, iterations)
     plt.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable and selectable
     figure, axes = plt.subplots(figsize=(7, 4), layout="constrained")
     axes.plot(range(iterations), rates, drawstyle="steps-post", color="#1f6fb2", linewidth=1.5)
@@ -36,11 +36,16 @@ def plot_schedule(values: dict, iterations: int, output, title: str, log: bool =
     return rates
 
 
-def _policy_text(values: dict) -> str:
-    fields = {"step": ("gamma", "stepsize"), "exp": ("gamma",), "inv": ("gamma", "power"),
-              "multistep": ("gamma", "stepvalue"), "poly": ("power",), "sigmoid": ("gamma", "stepsize")}
-    details = ", ".join(f"{name} {values[name]}" for name in fields.get(values["lr_policy"], ()))
-    return f"lr_policy {values['lr_policy']}: base_lr {values['base_lr']}" + (f", {details}" if details else "")
+def _policy_text(config) -> str:
+    """`lr_policy inv: base_lr 0.01, gamma 0.0001, power 0.75`: the policy and the fields it reads."""
+    from ..train.lr_policy import LR_POLICIES
+    needs = LR_POLICIES[config.lr_policy].needs
+    details = ", ".join(f"{name} {_show(getattr(config, name))}" for name in needs)
+    return f"lr_policy {config.lr_policy}: base_lr {config.base_lr}" + (f", {details}" if details else "")
+
+
+def _show(value) -> str:
+    return str(list(value)) if isinstance(value, tuple) else str(value)
 
 
 def run(args) -> int:
@@ -49,11 +54,10 @@ def run(args) -> int:
     iterations = args.iterations if args.iterations is not None else solver.max_iter
     if iterations < 1:
         raise NetdefError(Problem("nothing to plot: the schedule has no iterations",
-                                  solver.origin.pos(("max_iter",)), expected="--iterations N (N >= 1) or max_iter >= 1",
+                                  solver.pos("max_iter"), expected="--iterations N (N >= 1) or max_iter >= 1",
                                   found=str(iterations)))
     if Path(args.output).suffix.lower() not in FORMATS:
         raise NetdefError(Problem(f"unknown image format for {args.output}", expected=" or ".join(FORMATS)))
-    rates = plot_schedule(solver.values, iterations, args.output, f"{Path(args.solver).name}\n{_policy_text(solver.values)}",
-                          args.log)
+    rates = plot_schedule(solver, iterations, args.output, f"{Path(args.solver).name}\n{_policy_text(solver)}", args.log)
     print(f"{args.output}: {iterations} iterations, lr {rates[0]:g} at 0 to {rates[-1]:g} at {iterations - 1}")
     return 0

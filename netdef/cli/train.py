@@ -3,7 +3,7 @@ snapshots and TensorBoard events. --snapshot resumes a run exactly; --weights st
 weights (fine-tuning, copied by layer name). SIGINT stops after a snapshot, SIGHUP writes one and goes on."""
 from pathlib import Path
 
-from ..train.config import SIGNAL_EFFECTS, load_solver
+from ..train.signals import SIGNAL_EFFECTS
 
 
 def add_arguments(parser):
@@ -25,14 +25,19 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from ..train.solver import SignalActions, Solver  # imported here: `netdef --help` must not load torch
+    from ..train.config import load_solver
+    from ..train.solver import Solver  # imported here: `netdef --help` must not load torch
+    from ..train.signals import SignalActions
 
-    config = load_solver(args.solver)
+    config, notes = load_solver(args.solver), []
     if args.net:
-        print(f"net: {args.net} from the command line instead of the solver's "
-              f"{config.values['net'] or config.values['train_net']}")
-        config.values.update(net=str(Path(args.net).resolve()), train_net=None)
-    solver = Solver(config, device=args.device, level=args.level, stages=tuple(args.stage),
+        print(f"net: {args.net} from the command line instead of the solver's {config.net_file}")
+        config = config.replace(net=str(Path(args.net).resolve()), train_net=None)
+    if args.device is not None and args.device != config.device:
+        notes.append(f"device: {config.device} in the solver file, {args.device} from the command line "
+                     "(using the command line's)")
+        config = config.replace(device=args.device)
+    solver = Solver(config, level=args.level, stages=tuple(args.stage), notes=notes,
                     signals=SignalActions(args.sigint_effect, args.sighup_effect))
     if args.snapshot:
         solver.restore(args.snapshot)

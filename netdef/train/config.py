@@ -1,16 +1,27 @@
-"""Solver files: Caffe's SolverParameter names, validated by the same schema machinery as nets."""
+"""Solver files: Caffe's SolverParameter names, validated by the same schema machinery as nets and read
+into a frozen SolverConfig.
+
+    config = load_solver("solvers/lenet_solver.yaml")
+    config.base_lr, config.lr_policy, config.max_iter      # every field typed, with its default
+    config = config.replace(device="cpu")                   # a changed copy, checked again
+
+The fields are stated once, in SOLVER_FIELDS: the JSON Schema, the defaults, the README's table and the
+SolverConfig class are generated from it. The choices of `lr_policy` and `type` are the registries that
+implement them (lr_policy.LR_POLICIES, updates.UPDATE_RULES), and so are the rules tying a policy or a rule
+to other fields ("step needs gamma and stepsize", "Adam needs momentum < 1").
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from pathlib import Path
 
 from ..errors import NetdefError, Problem
 from ..fields import Bool, Enum, Float, Int, Str, apply_defaults
-from ..front.load import Origin, load_yaml
+from ..front.load import Origin, Source, load_yaml
+from .lr_policy import LR_POLICIES, policy_problems
+from .updates import UPDATE_RULES, rule_problems
 
-LR_POLICIES = ["fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid"]
-SOLVER_TYPES = ["SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam"]
-SIGNAL_EFFECTS = ("stop", "snapshot", "none")  # what SIGINT/SIGHUP do during `netdef train`, as Caffe
+SOLVER_TYPES = tuple(UPDATE_RULES)
 
 SOLVER_FIELDS = {
     "net": Str(None, "net file holding TRAIN and TEST layers (relative to the solver file)"),
@@ -20,7 +31,7 @@ SOLVER_FIELDS = {
     "test_interval": Int(0, "test every this many iterations (0: never)", minimum=0),
     "test_initialization": Bool(True, "also test before the first iteration"),
     "base_lr": Float(None, "base learning rate", required=True, minimum=0),
-    "lr_policy": Enum(LR_POLICIES, "fixed", "learning-rate schedule"),
+    "lr_policy": Enum(list(LR_POLICIES), "fixed", "learning-rate schedule"),
     "gamma": Float(None, "step/exp/inv/multistep/sigmoid factor"),
     "power": Float(None, "inv/poly exponent"),
     "stepsize": Int(None, "step: iterations per decay; sigmoid: midpoint", minimum=1),
@@ -31,7 +42,7 @@ SOLVER_FIELDS = {
     "rms_decay": Float(0.99, "RMSProp decay", minimum=0),
     "weight_decay": Float(0.0, "regularisation strength (times each blob's decay_mult)", minimum=0),
     "regularization_type": Enum(["L2", "L1"], "L2", "regularisation"),
-    "type": Enum(SOLVER_TYPES, "SGD", "update rule"),
+    "type": Enum(list(SOLVER_TYPES), "SGD", "update rule"),
     "clip_gradients": Float(-1.0, "if >= 0, scale gradients so that their global L2 norm is at most this"),
     "iter_size": Int(1, "accumulate gradients over this many batches per update", minimum=1),
     "average_loss": Int(1, "displayed loss: mean over this many iterations", minimum=1),
@@ -50,73 +61,81 @@ SOLVER_FIELDS = {
     "debug_info": Bool(False, "accepted for Caffe compatibility"),
 }
 
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "enum": str}
 
-@dataclass
-class SolverConfig:
-    path: Path
-    values: dict  # every field, defaults applied
-    raw: dict
-    origin: Origin
 
-    def __getattr__(self, name):
-        try:
-            return self.__dict__["values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+def _frozen(value):
+    """Lists (repeated fields) as tuples: a SolverConfig is immutable all the way down."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+class _SolverConfigMethods:
+    """What a SolverConfig does besides holding its fields."""
 
     def resolve(self, relative: str) -> Path:
         """A path written in the solver file, relative to that file."""
         return (self.path.parent / relative) if not Path(relative).is_absolute() else Path(relative)
 
+    def pos(self, *path):
+        """The file position of a field (e.g. `pos("test_iter", 1)`), None for a config made in Python."""
+        return self.origin.pos(path) if self.origin is not None else None
 
-def _cross_field_problems(values, origin) -> list:
-    problems = []
+    def replace(self, **changes):
+        """A copy with `changes` (the command line's --net, --device), checked again as the file was."""
+        return check_solver(dataclasses.replace(self, **{name: _frozen(v) for name, v in changes.items()}))
 
-    def need(field, when):
-        if values[field] is None:
-            problems.append(Problem(f"lr_policy '{values['lr_policy']}' needs '{field}'", origin.pos(("lr_policy",)),
-                                    expected=f"'{field}:' ({when})"))
-    policy = values["lr_policy"]
-    for field in {"step": ["gamma", "stepsize"], "exp": ["gamma"], "inv": ["gamma", "power"],
-                  "multistep": ["gamma", "stepvalue"], "poly": ["power"], "sigmoid": ["gamma", "stepsize"]}.get(policy, []):
-        if field == "stepvalue" and not values["stepvalue"]:
-            problems.append(Problem("lr_policy 'multistep' needs 'stepvalue'", origin.pos(("lr_policy",)),
-                                    expected="a list of iterations"))
-        elif field != "stepvalue":
-            need(field, "see the README's lr_policy table")
-    nets = [f for f in ("net", "train_net") if values[f]]
+    def as_dict(self) -> dict:
+        """Every solver field, in SOLVER_FIELDS order, repeated fields as lists (YAML and snapshots)."""
+        return {name: list(value) if isinstance(value, tuple) else value
+                for name, value in ((name, getattr(self, name)) for name in SOLVER_FIELDS)}
+
+    @property
+    def net_file(self) -> str:
+        """The TRAIN net's file as written (`net` or `train_net`)."""
+        return self.net or self.train_net
+
+    def test_nets(self) -> list:
+        """Caffe's InitTestNets: one net per test_net file, then one instance of `net` per further test_iter."""
+        return list(self.test_net) + [self.net] * (len(self.test_iter) - len(self.test_net))
+
+
+SolverConfig = dataclasses.make_dataclass(
+    "SolverConfig",
+    [(name, tuple if f.repeated else _TYPES[f.kind] | None,
+      dataclasses.field(default=_frozen(f.value_or_default(None)))) for name, f in SOLVER_FIELDS.items()]
+    + [("path", Path | None, dataclasses.field(default=None, compare=False)),
+       ("origin", Origin | None, dataclasses.field(default=None, compare=False, repr=False))],
+    bases=(_SolverConfigMethods,), frozen=True, kw_only=True)
+SolverConfig.__module__ = __name__  # make_dataclass's own `module=` needs Python 3.12
+SolverConfig.__doc__ = """A solver file, validated: one attribute per SOLVER_FIELDS entry (Caffe's names, every
+default applied, repeated fields as tuples), the file's `path` and `origin` (positions for error messages).
+Frozen: a changed configuration is a new one (`replace`), checked again. Made in Python (SolverConfig(base_lr=
+0.01, ...)) it is not checked; load_solver and replace check it."""
+
+
+def _net_problems(config) -> list:
+    nets = [name for name in ("net", "train_net") if getattr(config, name)]
     if len(nets) != 1:
-        problems.append(Problem("a solver needs exactly one of 'net' and 'train_net'", origin.pos(()),
-                                found=", ".join(nets) or "neither"))
-    if values["type"] in ("AdaGrad", "RMSProp") and values["momentum"]:
-        problems.append(Problem(f"{values['type']} takes no momentum", origin.pos(("momentum",)),
-                                expected="momentum: 0", found=str(values["momentum"])))
-    return problems + _update_rule_problems(values, origin)
+        return [((), "a solver needs exactly one of 'net' and 'train_net'", None, ", ".join(nets) or "neither")]
+    return []
 
 
-def _update_rule_problems(values, origin) -> list:
-    """Values that make Caffe's update formulas or lr policies divide by zero or go backwards."""
-    problems = []
+def _test_iter_problems(config) -> list:
+    files, test_iter = config.test_net, config.test_iter
+    if len(test_iter) < len(files) or (len(test_iter) > len(files) and not config.net):
+        expected = f"{len(files)} values" + (" or more (one per instance of 'net')" if config.net else "")
+        return [(("test_iter",), "give one 'test_iter' per test net", expected, str(len(test_iter)))]
+    return []
 
-    def below_one(field, why):
-        if values[field] >= 1:
-            problems.append(Problem(f"{values['type']} needs {field} < 1 ({why})", origin.pos((field,)),
-                                    expected=f"0 <= {field} < 1", found=str(values[field])))
-    if values["type"] == "RMSProp":
-        below_one("rms_decay", "the decay of the running mean of squared gradients")
-    if values["type"] == "Adam":
-        below_one("momentum", "beta1; the bias correction divides by 1 - beta1^t")
-        below_one("momentum2", "beta2; the bias correction is sqrt(1 - beta2^t)")
-    stepvalues = values["stepvalue"] or []
-    if values["lr_policy"] == "multistep":
-        for index in range(1, len(stepvalues)):
-            if stepvalues[index] <= stepvalues[index - 1]:
-                problems.append(Problem("multistep 'stepvalue' must increase", origin.pos(("stepvalue", index)),
-                                        expected=f"a value > {stepvalues[index - 1]}", found=str(stepvalues[index])))
-    if values["lr_policy"] == "poly" and values["max_iter"] < 1:
-        problems.append(Problem("lr_policy 'poly' divides by max_iter", origin.pos(("max_iter",)),
-                                expected="max_iter >= 1", found=str(values["max_iter"])))
-    return problems
+
+def check_solver(config):
+    """`config` if its fields fit together (the lr policy's fields, the update rule's values, the nets and
+    their test_iter); otherwise NetdefError with every problem at its field's position."""
+    found = policy_problems(config) + _net_problems(config) + rule_problems(config) + _test_iter_problems(config)
+    if found:
+        raise NetdefError([Problem(message, config.pos(*path), expected=expected, found=found)
+                           for path, message, expected, found in found])
+    return config
 
 
 def solver_schema() -> dict:
@@ -127,19 +146,21 @@ def solver_schema() -> dict:
             "$id": f"{SCHEMA_ID}/solver.json", "title": "netdef solver", **block_schema(SOLVER_FIELDS)}
 
 
-def load_solver(path) -> SolverConfig:
-    """Load and validate a solver file; raises NetdefError with every problem."""
+def solver_from_yaml(data, source: Source, path=None) -> SolverConfig:
+    """Validate a loaded solver file (netdef.front.load.load_yaml's value); raises NetdefError with every
+    problem."""
     from jsonschema import Draft202012Validator
     from ..front.validate import schema_problems
 
-    data, source = load_yaml(path)
     origin = Origin(source, ())
     problems = schema_problems(Draft202012Validator(solver_schema()), data, origin) if isinstance(data, dict) \
         else [Problem("a solver file must be a mapping", origin.pos())]
     if problems:
         raise NetdefError(problems)
-    values = apply_defaults(SOLVER_FIELDS, data)
-    problems = _cross_field_problems(values, origin)
-    if problems:
-        raise NetdefError(problems)
-    return SolverConfig(Path(path), values, data, origin)
+    values = {name: _frozen(value) for name, value in apply_defaults(SOLVER_FIELDS, data).items()}
+    return check_solver(SolverConfig(**values, path=Path(path if path is not None else source.file), origin=origin))
+
+
+def load_solver(path) -> SolverConfig:
+    """Load and validate a solver file; raises NetdefError with every problem."""
+    return solver_from_yaml(*load_yaml(path), path)

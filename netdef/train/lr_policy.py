@@ -1,33 +1,62 @@
 """Caffe's learning-rate policies (`SGDSolver::GetLearningRate`) as pure functions of the iteration.
 
+`LR_POLICIES` is the registry: each policy's rate factor f (lr = base_lr * f(iteration)), the solver fields
+it needs, and the further rules its values must follow. The solver file's `lr_policy` choices and its
+checks come from here (netdef.train.config).
+
 `iteration` is Caffe's `iter_`: the number of completed updates, so the rate used by update number 0 is
-`learning_rate(values, 0)`. Rates are computed in double precision (Caffe uses the solver's Dtype, float),
-so a value may differ from Caffe's in the last float bit; the formulas and their order are Caffe's.
+`learning_rate(config, 0)`. `config` is a SolverConfig, or anything with its attributes (base_lr,
+lr_policy, gamma, power, stepsize, stepvalue, max_iter). Rates are computed in double precision (Caffe uses
+the solver's Dtype, float), so a value may differ from Caffe's in the last float bit; the formulas and
+their order are Caffe's.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Callable, Iterable
 
 
-def learning_rate(values: dict, iteration: int) -> float:
-    """The rate Caffe uses for the update after `iteration` completed updates; `values` is a solver dict."""
-    policy = values["lr_policy"]
+@dataclass(frozen=True)
+class LrPolicy:
+    """One lr_policy: its factor f(config, iteration), the fields it reads, and `check(config)`, which gives
+    (field path, message, expected, found) for every value the formula cannot use."""
+    factor: Callable
+    needs: tuple = ()
+    check: Callable = lambda config: []
+
+
+def learning_rate(config, iteration: int) -> float:
+    """The rate Caffe uses for the update after `iteration` completed updates."""
     try:
-        factor = _FACTORS[policy]
+        policy = LR_POLICIES[config.lr_policy]
     except KeyError:
-        raise ValueError(f"unknown lr_policy {policy!r} (expected one of {', '.join(_FACTORS)})") from None
-    return values["base_lr"] * factor(values, iteration)
+        raise ValueError(f"unknown lr_policy {config.lr_policy!r} (expected one of {', '.join(LR_POLICIES)})") from None
+    return config.base_lr * policy.factor(config, iteration)
 
 
-def schedule(values: dict, iterations: int | Iterable[int]) -> list[float]:
+def schedule(config, iterations: int | Iterable[int]) -> list[float]:
     """Rates for `iterations` (a count, meaning 0..count-1, or any iterable of iterations), for plotting."""
     if isinstance(iterations, int):
         iterations = range(iterations)
-    return [learning_rate(values, iteration) for iteration in iterations]
+    return [learning_rate(config, iteration) for iteration in iterations]
 
 
-def multistep_current_step(stepvalues: list[int], iteration: int) -> int:
+def policy_problems(config) -> list:
+    """(field path, message, expected, found) for each field the solver's lr_policy needs and lacks, and
+    each value its formula cannot use (a solver file's checks; an unknown policy is the schema's)."""
+    policy = LR_POLICIES.get(config.lr_policy)
+    if policy is None:
+        return []
+    problems = []
+    for field in policy.needs:
+        if _missing(getattr(config, field)):
+            expected = "a list of iterations" if field == "stepvalue" else f"'{field}:' (see the README's lr_policy table)"
+            problems.append((("lr_policy",), f"lr_policy '{config.lr_policy}' needs '{field}'", expected, None))
+    return problems + policy.check(config)
+
+
+def multistep_current_step(stepvalues, iteration: int) -> int:
     """Caffe's `current_step_` for multistep at `iteration`.
 
     Caffe raises current_step by at most one per iteration, when iter >= stepvalue[current_step]; replaying
@@ -43,10 +72,14 @@ def multistep_current_step(stepvalues: list[int], iteration: int) -> int:
     return taken
 
 
-def _need(values: dict, field: str):
-    value = values.get(field)
-    if value is None or value == []:
-        raise ValueError(f"lr_policy '{values['lr_policy']}' needs '{field}'")
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, (list, tuple)) and not value)
+
+
+def _need(config, field: str):
+    value = getattr(config, field, None)
+    if _missing(value):
+        raise ValueError(f"lr_policy '{config.lr_policy}' needs '{field}'")
     return value
 
 
@@ -64,36 +97,49 @@ def _c_exp(x: float) -> float:
     return math.exp(x) if x < 709.0 else math.inf
 
 
-def _step(values, iteration):
-    return _c_pow(_need(values, "gamma"), iteration // _need(values, "stepsize"))
+def _step(config, iteration):
+    return _c_pow(_need(config, "gamma"), iteration // _need(config, "stepsize"))
 
 
-def _exp(values, iteration):
-    return _c_pow(_need(values, "gamma"), iteration)
+def _exp(config, iteration):
+    return _c_pow(_need(config, "gamma"), iteration)
 
 
-def _inv(values, iteration):
-    return _c_pow(1.0 + _need(values, "gamma") * iteration, -_need(values, "power"))
+def _inv(config, iteration):
+    return _c_pow(1.0 + _need(config, "gamma") * iteration, -_need(config, "power"))
 
 
-def _multistep(values, iteration):
-    return _c_pow(_need(values, "gamma"), multistep_current_step(_need(values, "stepvalue"), iteration))
+def _multistep(config, iteration):
+    return _c_pow(_need(config, "gamma"), multistep_current_step(_need(config, "stepvalue"), iteration))
 
 
-def _poly(values, iteration):
-    return _c_pow(1.0 - iteration / values["max_iter"], _need(values, "power"))
+def _poly(config, iteration):
+    return _c_pow(1.0 - iteration / config.max_iter, _need(config, "power"))
 
 
-def _sigmoid(values, iteration):
-    return 1.0 / (1.0 + _c_exp(-_need(values, "gamma") * (iteration - _need(values, "stepsize"))))
+def _sigmoid(config, iteration):
+    return 1.0 / (1.0 + _c_exp(-_need(config, "gamma") * (iteration - _need(config, "stepsize"))))
 
 
-_FACTORS = {
-    "fixed": lambda values, iteration: 1.0,
-    "step": _step,
-    "exp": _exp,
-    "inv": _inv,
-    "multistep": _multistep,
-    "poly": _poly,
-    "sigmoid": _sigmoid,
+def _increasing_stepvalues(config) -> list:
+    values = config.stepvalue or ()
+    return [(("stepvalue", index), "multistep 'stepvalue' must increase", f"a value > {values[index - 1]}",
+             str(values[index])) for index in range(1, len(values)) if values[index] <= values[index - 1]]
+
+
+def _poly_max_iter(config) -> list:
+    if config.max_iter is not None and config.max_iter < 1:
+        return [(("max_iter",), "lr_policy 'poly' divides by max_iter", "max_iter >= 1", str(config.max_iter))]
+    return []
+
+
+# The registry, in the order the schema and the README list the policies.
+LR_POLICIES = {
+    "fixed": LrPolicy(lambda config, iteration: 1.0),
+    "step": LrPolicy(_step, ("gamma", "stepsize")),
+    "exp": LrPolicy(_exp, ("gamma",)),
+    "inv": LrPolicy(_inv, ("gamma", "power")),
+    "multistep": LrPolicy(_multistep, ("gamma", "stepvalue"), _increasing_stepvalues),
+    "poly": LrPolicy(_poly, ("power",), _poly_max_iter),
+    "sigmoid": LrPolicy(_sigmoid, ("gamma", "stepsize")),
 }

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from .lr_policy import learning_rate
 from ..data.readers import DataFeed
 from .snapshot import (FORMAT, VERSION, check_writable, config_differences, copy_weights, load_snapshot,
                        load_weights, save_atomic, snapshot_path, snapshot_prefix, weights_table)
+from .signals import SignalActions
 from .updates import CaffeUpdater
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -133,47 +132,6 @@ def output_line(kind: str, index: int, blob: str, value: float, weight: float) -
     return f"    {kind} net output #{index}: {output_text(blob, value, weight)}"
 
 
-class SignalActions:
-    """Caffe's -sigint_effect / -sighup_effect: a signal only records a request (stop, snapshot or none),
-    which the loop acts on between iterations. A second SIGINT while a stop is pending interrupts at once."""
-
-    def __init__(self, sigint: str = "stop", sighup: str = "snapshot"):
-        self.effects = {signal.SIGINT: sigint}
-        if hasattr(signal, "SIGHUP"):
-            self.effects[signal.SIGHUP] = sighup
-        self.pending: list = []
-
-    def _handle(self, signum, frame):
-        effect = self.effects[signum]
-        if signum == signal.SIGINT and "stop" in self.pending:
-            raise KeyboardInterrupt
-        if effect != "none":
-            self.pending.append(effect)
-
-    @contextlib.contextmanager
-    def installed(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield self
-            return
-        previous = {signum: signal.signal(signum, self._handle) for signum in self.effects}
-        try:
-            yield self
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def take(self) -> str | None:
-        """The most drastic pending request (stop before snapshot), clearing all of them."""
-        if not self.pending:
-            return None
-        action = "stop" if "stop" in self.pending else "snapshot"
-        self.pending.clear()
-        return action
-
-    def stop_pending(self) -> bool:
-        return "stop" in self.pending
-
-
 class _ScaledStep:
     """torch's GradScaler drives optimizers; this shows it the updater's parameters and step (fp16 only)."""
 
@@ -181,8 +139,8 @@ class _ScaledStep:
         self.updater = updater
         self.param_groups = [{"params": updater.params}]
 
-    def step(self, rate):
-        self.updater.step(rate)
+    def step(self, rate, iteration):
+        return self.updater.step(rate, iteration)
 
 
 # ---- the solver ----
@@ -191,61 +149,43 @@ class Solver:
     """Caffe's SGDSolver family on a solver file. `solve()` trains; `restore(path)` resumes a snapshot;
     `fine_tune(path)` starts from another run's weights."""
 
-    def __init__(self, config, *, device: str | None = None, level: int = 0, stages=(),
-                 signals: SignalActions | None = None):
+    def __init__(self, config, *, level: int = 0, stages=(), signals: SignalActions | None = None, notes=()):
         self.config = config
-        self.values = dict(config.values)
-        self.notes = []  # setup messages, logged when solving starts
-        if device is not None and device != self.values["device"]:
-            self.notes.append(f"device: {self.values['device']} in the solver file, {device} from the command line "
-                              "(using the command line's)")
-            self.values["device"] = device
-        self.device = resolve_device(self.values["device"], config.origin.pos(("device",)))
-        self.seed = resolve_seed(self.values["random_seed"])
-        self.dtype = PRECISIONS[self.values["precision"]]
+        self.notes = list(notes)  # setup messages (the command line's overrides), logged when solving starts
+        self.device = resolve_device(config.device, config.pos("device"))
+        self.seed = resolve_seed(self.config.random_seed)
+        self.dtype = PRECISIONS[self.config.precision]
         self.signals = signals or SignalActions()
         self.bar = None
         self.writer = None
         self._seed_everything()
-        layout = memory_format(self.device, self.values["precision"])
+        layout = memory_format(self.device, self.config.precision)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels once
-        written = self.values["net"] or self.values["train_net"]
+        written = config.net_file
         self.train = build_phase_net(written, config.resolve(written), "TRAIN", self.seed, self.device, level, stages,
                                      layout=layout)
         if not self.train.net.loss_weights:
-            raise NetdefError(Problem("the TRAIN net has no loss to minimise", config.origin.pos(()),
+            raise NetdefError(Problem("the TRAIN net has no loss to minimise", config.pos(),
                                       expected="a loss layer (SoftmaxWithLoss, ...) or a top with loss_weight"))
         self.tests = [build_phase_net(written, config.resolve(written), "TEST", self.seed, self.device,
                                       share_with=self.train.net, layout=layout)
-                      for written in self._test_nets()]
-        self.updater = CaffeUpdater.from_net(self.train.net, self.values)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.values["precision"] == "fp16" else None
+                      for written in config.test_nets()]
+        self.updater = CaffeUpdater.from_net(self.train.net, config)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.config.precision == "fp16" else None
         self.iter = 0
-        self.window = torch.zeros(self.values["average_loss"], device=self.device)
+        self.skipped_updates = 0  # fp16: updates the gradient scaler skipped; Adam's t counts the applied ones
+        self.window = torch.zeros(self.config.average_loss, device=self.device)
         self.window_count = 0  # losses recorded so far (the window is full at average_loss)
         self.prefix = snapshot_prefix(config)
         self.last_snapshot = None
         self.stopped_early = False
-        self.log_dir = config.resolve(self.values["log_dir"]) if self.values["log_dir"] \
+        self.log_dir = config.resolve(self.config.log_dir) if self.config.log_dir \
             else Path("runs") / config.path.stem
 
     def _seed_everything(self):
         """One seed for the fillers and dropout (torch's global generators); readers derive their own."""
         torch.manual_seed(self.seed)
-
-    def _test_nets(self) -> list:
-        """Caffe's InitTestNets: one net per test_net file, then one instance of `net` per further test_iter."""
-        values, origin = self.values, self.config.origin
-        files = list(values["test_net"] or [])
-        test_iter = values["test_iter"] or []
-        if len(test_iter) < len(files) or (len(test_iter) > len(files) and not values["net"]):
-            raise NetdefError(Problem("give one 'test_iter' per test net", origin.pos(("test_iter",)),
-                                      expected=f"{len(files)} values" + (" or more (one per instance of 'net')"
-                                                                          if values["net"] else ""),
-                                      found=str(len(test_iter))))
-        instances = len(test_iter) - len(files)
-        return files + [values["net"]] * instances
 
     # ---- logging ----
 
@@ -260,7 +200,7 @@ class Solver:
         nets = {}
         for phase_net in [self.train] + self.tests:
             nets.setdefault(phase_net.written, phase_net.resolved_yaml)
-        return {"solver": dict(self.config.values), "nets": nets, "seed": self.seed}
+        return {"solver": self.config.as_dict(), "nets": nets, "seed": self.seed}
 
     def _write_run_folder(self):
         """The run folder: the resolved solver and nets, and TensorBoard events. A fresh run supersedes
@@ -268,7 +208,7 @@ class Solver:
         import yaml
         from torch.utils.tensorboard import SummaryWriter
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        solver = dict(self.values, random_seed=self.seed)
+        solver = dict(self.config.as_dict(), random_seed=self.seed)
         (self.log_dir / "solver.yaml").write_text(
             f"# {self.config.path} resolved: every field with its default, random_seed as used; paths are\n"
             f"# relative to {self.config.path.parent}\n" + yaml.safe_dump(solver, sort_keys=False), encoding="utf-8")
@@ -316,9 +256,10 @@ class Solver:
         if updater_state["type"] != self.updater.type:
             self.log(f"Solver history not restored: type {updater_state['type']} in the snapshot, "
                      f"{self.updater.type} now; {self.updater.type} starts with empty history")
-            self.updater.iteration = self.iter
+            self.skipped_updates = 0
         else:
             self.updater.load_state_dict(updater_state)
+            self.skipped_updates = self.iter - int(updater_state["iteration"])
 
     def _restore_readers(self, readers):
         problems = self.train.feed.load_state_dict(readers["train"])
@@ -352,7 +293,7 @@ class Solver:
         save_atomic({
             "format": FORMAT, "version": VERSION, "iteration": self.iter,
             "weights": self.train.net.state_dict(),
-            "updater": self.updater.state_dict(),
+            "updater": {**self.updater.state_dict(), "iteration": self.iter - self.skipped_updates},
             "rng": self._rng_state(),
             "readers": {"train": self.train.feed.state_dict(), "test": [t.feed.state_dict() for t in self.tests]},
             "smoothed_loss": {"window": self.window.cpu(), "count": self.window_count},
@@ -366,17 +307,17 @@ class Solver:
     def solve(self):
         """Train to max_iter (from the restored iteration), then Caffe's closing snapshot, display and test."""
         from tqdm import tqdm
-        values = self.values
-        check_writable(self.prefix, self.iter, self.config.origin.pos(("snapshot_prefix",)))
+        config = self.config
+        check_writable(self.prefix, self.iter, self.config.pos("snapshot_prefix"))
         self._log_setup()
         self._write_run_folder()
         self.log(f"Solving {self.train.info.graph.name}")
-        self.log(f"Learning Rate Policy: {values['lr_policy']}")
-        self.bar = tqdm(total=values["max_iter"], initial=self.iter, disable=not sys.stdout.isatty(),
+        self.log(f"Learning Rate Policy: {config.lr_policy}")
+        self.bar = tqdm(total=config.max_iter, initial=self.iter, disable=not sys.stdout.isatty(),
                         unit="iter", dynamic_ncols=True, leave=False)
         try:
             with self.signals.installed():
-                self.step(values["max_iter"] - self.iter)
+                self.step(config.max_iter - self.iter)
                 self._finish()
         finally:
             self.bar.close()
@@ -385,28 +326,28 @@ class Solver:
             self.writer = None
 
     def _finish(self):
-        values = self.values
-        if values["snapshot_after_train"] and self.last_snapshot != self.iter \
-                and (not values["snapshot"] or self.iter % values["snapshot"]):
+        config = self.config
+        if config.snapshot_after_train and self.last_snapshot != self.iter \
+                and (not config.snapshot or self.iter % config.snapshot):
             self.snapshot()
         if self.stopped_early:
             self.log("Optimization stopped early.")
             return
-        if values["display"] and self.iter % values["display"] == 0:
+        if config.display and self.iter % config.display == 0:
             with torch.no_grad(), self._autocast():
                 outputs = self.train.net(**self.train.feed.next())
                 loss = weighted_loss(outputs, self.train.net.loss_weights)
             self.log(f"Iteration {self.iter}, loss = {loss.item():.6g}")
-        if values["test_interval"] and self.iter % values["test_interval"] == 0:
+        if config.test_interval and self.iter % config.test_interval == 0:
             self.test_all()
         self.log("Optimization Done.")
 
     def _log_setup(self):
         for note in self.notes:
             self.log(note)
-        self.log(f"Solver {self.config.path}: type {self.values['type']}, device {self.device}, "
-                 f"precision {self.values['precision']}, random_seed {self.seed}"
-                 + (" (from the clock)" if self.values["random_seed"] < 0 else ""))
+        self.log(f"Solver {self.config.path}: type {self.config.type}, device {self.device}, "
+                 f"precision {self.config.precision}, random_seed {self.seed}"
+                 + (" (from the clock)" if self.config.random_seed < 0 else ""))
         for phase_net in [self.train] + self.tests[:1]:
             what = "training net" if phase_net is self.train else "test net"
             self.log(f"Creating {what} from {phase_net.path} ({phase_net.info.graph.name}, "
@@ -423,15 +364,15 @@ class Solver:
 
     def step(self, iterations: int):
         """Caffe's Solver::Step: `iterations` updates with their tests, displays and snapshots as due."""
-        values = self.values
+        config = self.config
         net, feed, loss_weights = self.train.net, self.train.feed, self.train.net.loss_weights
-        display, test_interval, snapshot = values["display"], values["test_interval"], values["snapshot"]
-        iter_size = values["iter_size"]
+        display, test_interval, snapshot = config.display, config.test_interval, config.snapshot
+        iter_size = config.iter_size
         stop_at = self.iter + iterations
         self._timer, self._timer_iter = time.perf_counter(), self.iter
         while self.iter < stop_at:
             self.updater.zero_grad()
-            if test_interval and self.iter % test_interval == 0 and (self.iter > 0 or values["test_initialization"]):
+            if test_interval and self.iter % test_interval == 0 and (self.iter > 0 or config.test_initialization):
                 self.test_all()
                 if self.stopped_early:
                     break
@@ -443,7 +384,7 @@ class Solver:
                 (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
                 total = loss.detach() if total is None else total + loss.detach()
             self._record_loss(total / iter_size if iter_size > 1 else total)
-            rate = learning_rate(values, self.iter)
+            rate = learning_rate(config, self.iter)
             if display and self.iter % display == 0:
                 self._display(outputs, rate)
             self._update(rate)
@@ -461,9 +402,10 @@ class Solver:
 
     def _update(self, rate):
         if self.scaler is None:
-            self.updater.step(rate)
+            self.updater.step(rate, self.iter - self.skipped_updates)
         else:
-            self.scaler.step(_ScaledStep(self.updater), rate)
+            if not self.scaler.step(_ScaledStep(self.updater), rate, self.iter - self.skipped_updates):
+                self.skipped_updates += 1
             self.scaler.update()
 
     def _record_loss(self, loss):
@@ -480,7 +422,7 @@ class Solver:
         lapse = now - self._timer
         per_second = (self.iter - self._timer_iter) / lapse if lapse > 0 else 0.0
         smoothed = self.smoothed_loss()
-        self.log(f"Iteration {self.iter} ({per_second:.4g} iter/s, {lapse:.4g}s/{self.values['display']} iters), "
+        self.log(f"Iteration {self.iter} ({per_second:.4g} iter/s, {lapse:.4g}s/{self.config.display} iters), "
                  f"loss = {smoothed:.6g}")
         loss_weights = self.train.net.loss_weights
         for index, (blob, value, weight) in enumerate(output_values(outputs, loss_weights)):
@@ -507,7 +449,7 @@ class Solver:
     def test(self, index: int):
         """Caffe's Solver::Test: test_iter forward passes, each output element averaged over them."""
         phase_net = self.tests[index]
-        count = self.values["test_iter"][index]
+        count = self.config.test_iter[index]
         self.log(f"Iteration {self.iter}, Testing net (#{index})")
         before = phase_net.feed.state_dict()
         sums = {}
