@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from netdef.layers.data import IdxBackend  # noqa: E402
+from netdef.train.evaluate import evaluate  # noqa: E402
 from netdef.train.lr_policy import learning_rate  # noqa: E402
 from netdef.train.solver import Solver  # noqa: E402
 from netdef.train.config import load_solver  # noqa: E402
@@ -120,11 +121,8 @@ class Twin:
 
 def netdef_accuracy(solver: Solver) -> float:
     test = solver.tests[0]
-    correct = 0.0
-    with torch.no_grad():
-        for _ in range(solver.config.test_iter[0]):
-            correct += test.net(**test.feed.next())["accuracy"].item()
-    return correct / solver.config.test_iter[0]
+    means = evaluate(test.net, test.feed, solver.config.test_iter[0])
+    return means["accuracy"].item()
 
 
 def synchronize(device):

@@ -25,23 +25,25 @@ def run(args) -> int:
     # Imported here: building the CLI's parser (`netdef --help`) must not load torch.
     import torch
 
-    from .. import summarize
+    from ..api import read_net
     from ..build import weighted_loss
     from ..tools.oversample import build_ten_crop_net
+    from ..train.device import memory_format, resolve_device
+    from ..train.evaluate import evaluate
+    from ..train.log import output_text, output_values
+    from ..train.nets import build_phase_net
     from ..train.snapshot import copy_weights, load_weights, weights_table
-    from ..train.solver import build_phase_net, memory_format, output_text, output_values, resolve_device
 
     device = resolve_device(args.device)
-    summarize(args.model, args.phase, args.level, tuple(args.stage))  # bad nets fail before any weight is read
+    source, stages = read_net(args.model), tuple(args.stage)
+    source.info(args.phase, args.level, stages)  # bad nets fail before any weight is read
     weights = load_weights(args.weights)
     torch.manual_seed(0)  # layers missing from the file get the same fillers on every run
     layout = memory_format(device, "fp32")
     if args.oversample:
-        net, feed, layer_names = build_ten_crop_net(args.model, args.phase, device, args.level, tuple(args.stage),
-                                                    layout)
+        net, feed, layer_names = build_ten_crop_net(source, args.phase, device, args.level, stages, layout)
     else:
-        phase_net = build_phase_net("test", args.model, args.phase, 0, device, args.level, tuple(args.stage),
-                                    layout=layout)
+        phase_net = build_phase_net(source, args.model, args.phase, 0, device, args.level, stages, layout=layout)
         net, feed, layer_names = phase_net.net, phase_net.feed, phase_net.layer_names
     net = net.eval()
     rows = copy_weights(net, weights, layer_names)
@@ -49,19 +51,17 @@ def run(args) -> int:
         print(f"Not every blob of the net was in {args.weights}:")
         print("\n".join("    " + line for line in weights_table(rows).splitlines()))
     print(f"Running for {args.iterations} iterations.")
-    sums, total_loss = {}, 0.0
-    with torch.no_grad():
-        for batch in range(args.iterations):
-            outputs = net(**feed.next())
-            for blob, value, _ in output_values(outputs, net.loss_weights):
-                print(f"Batch {batch}, {blob} = {value:.6g}")
-            for blob, value in outputs.items():
-                sums[blob] = value.float() + sums.get(blob, 0)
-            if net.loss_weights:
-                total_loss += weighted_loss(outputs, net.loss_weights).item()
-    means = {blob: total / args.iterations for blob, total in sums.items()}
+    losses = []
+
+    def show(batch, outputs):  # caffe test prints every batch's outputs
+        for blob, value, _ in output_values(outputs, net.loss_weights):
+            print(f"Batch {batch}, {blob} = {value:.6g}")
+        if net.loss_weights:
+            losses.append(weighted_loss(outputs, net.loss_weights).item())
+
+    means = evaluate(net, feed, args.iterations, on_batch=show)
     if net.loss_weights:
-        print(f"Loss: {total_loss / args.iterations:.6g}")
+        print(f"Loss: {sum(losses) / args.iterations:.6g}")
     for blob, value, weight in output_values(means, net.loss_weights):
         print(output_text(blob, value, weight))
     return 0

@@ -83,10 +83,12 @@ def ten_crop_feed(net, graph, device) -> TenCropFeed:
     return TenCropFeed(DataFeed(graph, net.input_names, graph.state.phase, 0, device), images, crop)
 
 
-def build_ten_crop_net(path, phase, device, level=0, stages=(), layout=torch.contiguous_format) -> tuple:
-    """(net averaging the crops' scores, TenCropFeed, submodule name -> layer name) for `netdef test`."""
-    from ..api import compile_info, summarize
-    info = summarize(path, phase, level, stages)
-    net = compile_info(info).to(device, memory_format=layout)
+def build_ten_crop_net(source, phase, device, level=0, stages=(), layout=torch.contiguous_format) -> tuple:
+    """(net averaging the crops' scores, TenCropFeed, submodule name -> layer name) for `netdef test`, from
+    `source`, a netdef.Net (read and expanded once by the caller). Its graph of this state serves
+    uncropped images afterwards (ten_crop_feed)."""
+    from ..train.nets import layer_names
+    info = source.info(phase, level, stages)
+    net = source.compile(phase, level, stages).to(device, memory_format=layout)
     feed = ten_crop_feed(net, info.graph, device)
-    return average_scores(net, info.graph), feed, {module_name(spec.name): spec.name for spec in info.graph.layers}
+    return average_scores(net, info.graph), feed, layer_names(info.graph)

@@ -2,10 +2,10 @@
 (torch.load with weights_only), compared with the current configuration, and copied into a net by layer
 name for fine-tuning.
 
-A snapshot `<prefix>_iter_<N>.pt` is one dict: the TRAIN net's state_dict (keys `<layer>.<blob>`), the
-updater's history, the iteration, every RNG state, every reader's position, the smoothed-loss window and
-the resolved solver and nets. Caffe splits this into .caffemodel and .solverstate; one file cannot be
-half-updated.
+A snapshot `<prefix>_iter_<N>.pt` is one dict: the TRAIN net's state_dict (keys `<layer>.<blob>`), the keys
+of the run's TrainState (netdef.train.state: iteration, updater history, RNG states, reader positions,
+smoothed-loss window, gradient scaler) and the resolved solver and nets. Caffe splits this into
+.caffemodel and .solverstate; one file cannot be half-updated.
 """
 from __future__ import annotations
 
@@ -70,6 +70,12 @@ def save_atomic(payload, path: Path) -> None:
         temporary.unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def save_snapshot(path: Path, weights: dict, state, config: dict) -> None:
+    """Write a snapshot: the weights, a TrainState's keys and the configuration (Solver.configs())."""
+    save_atomic({"format": FORMAT, "version": VERSION, "weights": weights, **state.state_dict(), "config": config},
+                path)
 
 
 def _fsync_folder(folder: Path) -> None:
