@@ -1,11 +1,9 @@
 """Validate net and solver files and infer every shape; prints one line per file, or every problem
 found (FILE:LINE:COL: ...) and exits with status 2."""
-from pathlib import Path
+import os
 
-from .. import expand_file, summarize
-from ..api import net_state
+from ..api import Net, read_net
 from ..errors import NetdefError, Problem
-from ..front.graph import build_graph
 from ..front.load import load_yaml
 
 
@@ -13,19 +11,20 @@ def add_arguments(parser):
     parser.add_argument("files", nargs="+", help="net or solver files")
 
 
-def is_solver(path) -> bool:
-    data, _ = load_yaml(path)
+def is_solver(data) -> bool:
+    """A loaded file is a solver when it has solver keys and no layers."""
     return isinstance(data, dict) and "layers" not in data and any(k in data for k in ("net", "train_net", "base_lr"))
 
 
-def net_phases(path):
-    """Summaries of the TRAIN and TEST phases that hold layers. Both phases are checked before any
-    problem is raised; a problem both phases share (a layer in both) is reported once."""
-    expanded = expand_file(path)
+def net_phases(net):
+    """Summaries of the TRAIN and TEST phases of `net` (a path or a netdef.Net) that hold layers. Both
+    phases are checked before any problem is raised; a problem both phases share (a layer in both) is
+    reported once."""
+    net = net if isinstance(net, Net) else read_net(net)
     infos, problems = [], []
     for phase in ("TRAIN", "TEST"):
         try:
-            info = summarize(build_graph(expanded, net_state(phase)))
+            info = net.info(phase)
         except NetdefError as exc:
             reported = {problem.pos for problem in problems}
             problems += [problem for problem in exc.problems if problem.pos is None or problem.pos not in reported]
@@ -37,31 +36,43 @@ def net_phases(path):
     return infos
 
 
-def check_net(path) -> str:
-    infos = net_phases(path)
+def check_net(path, net: Net) -> str:
+    infos = net_phases(net)
     parts = [f"{info.graph.state.phase}: {len(info.layers)} layers, {info.total_params:,} params, "
              f"{info.total_macs:,} MACs" for info in infos]
     return f"{path}: ok ({'; '.join(parts)})"
 
 
-def check_solver(path) -> str:
-    from ..train.config import load_solver
-    solver = load_solver(path)
-    nets = [solver.net or solver.train_net] + list(solver.test_net or [])
+def check_solver(path, data, source) -> str:
+    """A loaded solver file, then each of its nets (a file named twice is checked once)."""
+    from ..train.config import solver_from_yaml
+    solver = solver_from_yaml(data, source, path)
+    nets = [solver.net_file] + list(solver.test_net)
+    checked = set()
     for net in nets:
         target = solver.resolve(net)
-        if not Path(target).exists():
-            raise NetdefError(Problem(f"net file not found: {net}", solver.origin.pos(("net",)),
-                                      expected=f"a file at {target}"))
+        if os.path.normpath(target) in checked:
+            continue
+        checked.add(os.path.normpath(target))
+        if not target.exists():
+            raise NetdefError(Problem(f"net file not found: {net}", solver.pos("net"), expected=f"a file at {target}"))
         net_phases(target)
     return f"{path}: ok (solver {solver.type}, lr_policy {solver.lr_policy}, {solver.max_iter} iterations, net {nets[0]})"
+
+
+def check_file(path) -> str:
+    """Read a file once and check it as what it holds: a solver or a net."""
+    data, source = load_yaml(path)
+    if is_solver(data):
+        return check_solver(path, data, source)
+    return check_net(path, Net.from_yaml(data, source))
 
 
 def run(args) -> int:
     problems = []
     for path in args.files:
         try:
-            print(check_solver(path) if is_solver(path) else check_net(path))
+            print(check_file(path))
         except NetdefError as exc:
             problems += exc.problems
     if problems:
