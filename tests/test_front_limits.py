@@ -142,3 +142,35 @@ def test_an_unexpected_exception_is_an_internal_error_with_exit_3(monkeypatch, c
     assert status == 3 and "internal error in netdef (ZeroDivisionError: a bug)" in err and "Traceback" not in err
     with pytest.raises(ZeroDivisionError):
         main(["--debug", "check", "nets/lenet.yaml"])
+
+
+@pytest.mark.parametrize("imported", ["/etc/passwd", "../../../../etc/passwd", "/dev/zero"])
+def test_an_import_outside_the_nets_folder_is_refused_without_reading_it(tmp_path, imported):
+    (tmp_path / "nets").mkdir()
+    path = write(tmp_path / "nets", f"name: n\nimport: [{imported}]\nlayers: []\n")
+    with pytest.raises(NetdefError) as caught:
+        netdef.read_net(path)
+    message = caught.value.render()
+    assert message.startswith(f"{path}:2:10: imported file {imported} is outside the net's folder")
+    assert "root:x:" not in message and "allow_outside_root: true" in message
+
+
+def test_allow_outside_root_lets_a_net_import_a_shared_blocks_file(tmp_path):
+    (tmp_path / "shared.yaml").write_text("blocks:\n  act:\n    layers:\n"
+                                          "      - {name: \"${name}\", type: ReLU, bottom: \"${bottom}\", top: \"${top}\"}\n")
+    (tmp_path / "nets").mkdir()
+    text = ("name: n\n{allow}import: [../shared.yaml]\nlayers:\n"
+            "  - {{name: data, type: Input, top: data, input_param: {{shape: {{dim: [1, 2]}}}}}}\n"
+            "  - {{use: act, name: relu, bottom: data}}\n")
+    with pytest.raises(NetdefError, match="outside the net's folder"):
+        netdef.read_net(write(tmp_path / "nets", text.format(allow="")))
+    net = netdef.read_net(write(tmp_path / "nets", text.format(allow="allow_outside_root: true\n")))
+    assert [layer["name"] for layer in net.expanded.layers] == ["data", "relu"]
+
+
+def test_a_fifo_is_not_read(tmp_path):
+    import os
+    fifo = tmp_path / "net.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(NetdefError, match="is not a regular file"):
+        load_yaml(fifo)

@@ -191,11 +191,18 @@ class ExpandedNet:
         return {"name": self.name, "layers": self.layers}
 
 
-def _load_blocks(data, source: Source, file: Path, seen: set, problems: list) -> dict:
+def _load_blocks(data, source: Source, file: Path, seen: set, problems: list, root: Path | None) -> dict:
+    """The blocks of a file and of the files it imports. With a `root`, an imported file must lie inside
+    that folder: a net file handed to netdef cannot make it read (and quote) files elsewhere."""
     blocks = {}
     for i, imported in enumerate(data.get("import") or []):
         path = (file.parent / imported).resolve()
         if path in seen:
+            continue
+        if root is not None and not path.is_relative_to(root):
+            problems.append(Problem(f"imported file {imported} is outside the net's folder {root}",
+                                    source.pos(("import", i)), hint="set 'allow_outside_root: true' at the top "
+                                                                    "of the net file to allow it"))
             continue
         seen.add(path)
         try:
@@ -207,7 +214,7 @@ def _load_blocks(data, source: Source, file: Path, seen: set, problems: list) ->
                 continue
             problems.extend(exc.problems)
             continue
-        for name, block in _load_blocks(other, other_source, path, seen, problems).items():
+        for name, block in _load_blocks(other, other_source, path, seen, problems, root).items():
             blocks.setdefault(name, block)
     for name, body in (data.get("blocks") or {}).items():
         if name in blocks and blocks[name].source is not source:
@@ -369,7 +376,8 @@ def expand(data, source: Source) -> ExpandedNet:
     if "layers" not in data:
         problems.append(Problem("a net file needs a 'layers' list", source.pos(()), expected="'layers:'"))
     file = Path(source.file)
-    blocks = _load_blocks(data, source, file, {file.resolve()}, problems)
+    root = None if data.get("allow_outside_root") else file.resolve().parent
+    blocks = _load_blocks(data, source, file, {file.resolve()}, problems, root)
     if problems:
         raise NetdefError(problems)  # instances of blocks that failed to load would only add noise
     expander = _Expander(blocks)

@@ -214,6 +214,8 @@ def load_yaml(path) -> tuple:
     """Read and parse a YAML file; returns (data, Source)."""
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():  # a FIFO or device would block or never end
+            raise NetdefError(Problem(f"{path} is not a regular file", expected="a YAML net or solver file"))
         with path.open("rb") as stream:
             raw = stream.read(MAX_FILE_BYTES + 1)
         if len(raw) > MAX_FILE_BYTES:

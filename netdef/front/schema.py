@@ -102,7 +102,10 @@ def net_schema() -> dict:
         "properties": {
             "name": {"type": "string", "description": "net name"},
             "import": {"type": "array", "items": {"type": "string"},
-                       "description": "files whose blocks this file may use (paths relative to this file)"},
+                       "description": "files whose blocks this file may use (paths relative to this file, inside "
+                                      "its folder unless allow_outside_root)"},
+            "allow_outside_root": {"type": "boolean", "description": "let `import:` name files outside the "
+                                   "folder of the net file given to netdef (default false)"},
             "blocks": {"type": "object", "description": "reusable sub-graphs",
                        "additionalProperties": {"$ref": "#/$defs/block"}},
             "layers": {"type": "array", "items": {"$ref": "#/$defs/entry"}},
