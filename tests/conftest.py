@@ -9,6 +9,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Material too big or too foreign for the repository lives beside it, in ../shared: caffe/ (BVLC Caffe's
+# prototxts and fixtures) and data/. Always reach it through SHARED (or needs_shared), never by an absolute path.
+SHARED = ROOT.parent / "shared"
+
+def needs_shared(*parts: str):
+    """A skipif mark for tests that read SHARED/parts (e.g. needs_shared("caffe"))."""
+    path = SHARED.joinpath(*parts)
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is missing: the shared material (caffe/, data/) "
+                                                        "belongs in a folder 'shared' beside the repository")
 
 
 @pytest.fixture

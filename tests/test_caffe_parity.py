@@ -7,7 +7,6 @@ import importlib.util
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,12 +18,11 @@ from netdef.front.load import load_yaml
 from netdef.caffe.prototxt import load_prototxt, net_from_prototxt, parse_prototxt
 from netdef.front.schema import layer_fields
 
-ROOT = Path(__file__).resolve().parent.parent
-CAFFE = Path("/work/shared/caffe")
-if not CAFFE.is_dir():
-    CAFFE = ROOT.parent / "shared" / "caffe"
+from conftest import ROOT, SHARED, needs_shared
+
+CAFFE = SHARED / "caffe"
 TOOL = ROOT / "tools" / "prototxt_to_yaml.py"
-needs_caffe = pytest.mark.skipif(not CAFFE.is_dir(), reason="the BVLC Caffe reference files are not beside the repository")
+needs_caffe = needs_shared("caffe")  # the BVLC Caffe reference files, in ../shared beside the repository
 
 
 def converter():
