@@ -13,6 +13,26 @@ ROOT = Path(__file__).resolve().parent.parent
 # prototxts and fixtures) and data/. Always reach it through SHARED (or needs_shared), never by an absolute path.
 SHARED = ROOT.parent / "shared"
 
+# The files shipped in nets/ and solvers/, listed rather than globbed: a stray YAML file dropped there does not
+# become a test case. test_shipped_files_are_listed checks the lists against `git ls-files`; add a file you
+# commit to its list.
+SHIPPED_NETS = ["alexnet", "alexnet_1tower", "googlenet", "lenet", "lenet5_1998", "resnet18", "resnet34",
+                "resnet50", "resnet101", "resnet152", "tiny_folder", "vgg11", "vgg11_lrn", "vgg13", "vgg16",
+                "vgg16_c", "vgg19"]
+SHIPPED_BLOCK_LIBRARIES = ["imagenet", "resnet", "vgg"]
+SHIPPED_SOLVERS = ["alexnet_solver", "googlenet_solver", "lenet5_1998_solver", "lenet_solver", "resnet_solver",
+                   "tiny_folder_solver", "vgg_solver"]
+
+
+def shipped_paths(folder: str, names) -> list:
+    """ROOT/folder/NAME.yaml for each name, e.g. shipped_paths("nets", SHIPPED_NETS)."""
+    return [ROOT / folder / f"{name}.yaml" for name in names]
+
+
+SHIPPED_FILES = (shipped_paths("nets", SHIPPED_NETS) + shipped_paths("nets/blocks", SHIPPED_BLOCK_LIBRARIES)
+                 + shipped_paths("solvers", SHIPPED_SOLVERS))
+
+
 def needs_shared(*parts: str):
     """A skipif mark for tests that read SHARED/parts (e.g. needs_shared("caffe"))."""
     path = SHARED.joinpath(*parts)

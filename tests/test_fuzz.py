@@ -14,6 +14,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
+from conftest import SHIPPED_FILES
+
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="netdef-hypothesis-"))  # its caches stay out of the checkout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +23,8 @@ SPEC = importlib.util.spec_from_file_location("netdef_fuzz", ROOT / "tools" / "f
 fuzz = importlib.util.module_from_spec(SPEC)
 sys.modules["netdef_fuzz"] = fuzz
 SPEC.loader.exec_module(fuzz)
+# The seeds: conftest's list of shipped files, not tools/fuzz.py's glob (a stray YAML file in nets/ is none).
+fuzz.SHIPPED = sorted(str(path.relative_to(ROOT)) for path in SHIPPED_FILES)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import pytest
 import netdef
 from netdef.layers.rbf import bitmap_code
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT, SHIPPED_BLOCK_LIBRARIES, shipped_paths
+
 NETS = ROOT / "nets"
 
 # Learnable parameters of the TEST phase (GoogLeNet's TRAIN phase adds its auxiliary classifiers).
@@ -47,7 +48,7 @@ def net_path(name) -> Path:
 def test_net_files_name_the_schema():
     for name in [*PARAMS, "lenet5_1998"]:
         assert net_path(name).read_text().startswith("# yaml-language-server: $schema=../schema/net.schema.json\n")
-    for path in (NETS / "blocks").glob("*.yaml"):
+    for path in shipped_paths("nets/blocks", SHIPPED_BLOCK_LIBRARIES):
         assert path.read_text().startswith("# yaml-language-server: $schema=../../schema/net.schema.json\n")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -13,10 +12,11 @@ from jsonschema import Draft202012Validator
 from netdef.cli.schema import render
 from netdef.front.load import load_yaml, load_yaml_text
 
-ROOT = Path(__file__).resolve().parent.parent
-NETS = sorted((ROOT / "nets").glob("*.yaml"))
-BLOCK_LIBRARIES = sorted((ROOT / "nets" / "blocks").glob("*.yaml"))
-SOLVERS = sorted((ROOT / "solvers").glob("*.yaml"))
+from conftest import ROOT, SHIPPED_BLOCK_LIBRARIES, SHIPPED_FILES, SHIPPED_NETS, SHIPPED_SOLVERS, shipped_paths
+
+NETS = shipped_paths("nets", SHIPPED_NETS)
+BLOCK_LIBRARIES = shipped_paths("nets/blocks", SHIPPED_BLOCK_LIBRARIES)
+SOLVERS = shipped_paths("solvers", SHIPPED_SOLVERS)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,23 @@ def test_shipped_file_starts_with_its_schema_line(path):
 
 def test_every_shipped_net_is_listed():
     assert ROOT / "nets" / "lenet.yaml" in NETS
+
+
+def test_shipped_files_are_listed():
+    """conftest.py's SHIPPED_* lists name existing files, and (in a git checkout) exactly the committed ones."""
+    listed = SHIPPED_FILES
+    assert [str(p.relative_to(ROOT)) for p in listed if not p.is_file()] == []
+    try:
+        result = subprocess.run(["git", "ls-files", "nets/*.yaml", "nets/blocks/*.yaml", "solvers/*.yaml"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    except OSError:
+        pytest.skip("git is not available")
+    if result.returncode != 0:
+        pytest.skip("not a git checkout")
+    committed = sorted(result.stdout.split())
+    assert sorted(str(p.relative_to(ROOT)) for p in listed) == committed, (
+        "add the shipped file to (or remove it from) SHIPPED_NETS, SHIPPED_BLOCK_LIBRARIES or SHIPPED_SOLVERS "
+        "in tests/conftest.py")
 
 
 @pytest.mark.parametrize("path", NETS + BLOCK_LIBRARIES, ids=lambda p: str(p.relative_to(ROOT)))
