@@ -1,4 +1,5 @@
 """Arguments shared by several commands."""
+from ..errors import NetdefError, Problem
 
 
 def add_state_arguments(parser, default_phase="TRAIN"):
@@ -10,3 +11,21 @@ def add_state_arguments(parser, default_phase="TRAIN"):
 
 def state_kwargs(args) -> dict:
     return {"phase": args.phase, "level": args.level, "stages": tuple(args.stage)}
+
+
+def add_batch_argument(parser):
+    parser.add_argument("--batch", type=int, help="batch size of every input (default: the net's)")
+
+
+def batch_info(path, args):
+    """The NetInfo of the net state the arguments name, with the batch axis of every input replaced by
+    --batch when given (the file is read and expanded once)."""
+    from ..api import read_net
+    if args.batch is not None and args.batch < 1:
+        raise NetdefError(Problem("--batch must be at least 1", found=str(args.batch)))
+    net = read_net(path)
+    info = net.info(**state_kwargs(args))
+    if args.batch is None:
+        return info
+    shapes = {blob: (args.batch,) + tuple(info.blob_shapes[blob][1:]) for blob in info.graph.inputs}
+    return net.info(**state_kwargs(args), input_shapes=shapes)

@@ -2,9 +2,9 @@
 layer, printing each iteration's time, every layer's average forward and backward time, its share of
 the total and its achieved GFLOP/s (2 FLOPs per MAC of the summary), then the averages. Data layers are
 replaced by random inputs of their shapes (labels as class indices)."""
-from .. import compile_info, summarize
+from .. import compile_info
 from ..errors import NetdefError, Problem
-from .common import add_state_arguments, state_kwargs
+from .common import add_batch_argument, add_state_arguments, batch_info
 
 
 def add_arguments(parser):
@@ -12,7 +12,7 @@ def add_arguments(parser):
     add_state_arguments(parser)
     parser.add_argument("--iterations", type=int, default=50, help="timed iterations (default 50, as Caffe)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--batch", type=int, help="batch size of every input (default: the net's)")
+    add_batch_argument(parser)
 
 
 def _ms(seconds_list) -> float:
@@ -34,16 +34,6 @@ def layer_table(layers, total_ms) -> str:
     return "\n".join(lines)
 
 
-def input_shapes(path, args):
-    """The net's input shapes with the batch axis replaced by --batch."""
-    if args.batch is None:
-        return None
-    if args.batch < 1:
-        raise NetdefError(Problem("--batch must be at least 1", found=str(args.batch)))
-    info = summarize(path, **state_kwargs(args))
-    return {blob: (args.batch,) + tuple(info.blob_shapes[blob][1:]) for blob in info.graph.inputs}
-
-
 def run(args) -> int:
     import torch
 
@@ -52,7 +42,7 @@ def run(args) -> int:
         raise NetdefError(Problem("--iterations must be at least 1", found=str(args.iterations)))
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise NetdefError(Problem("--device cuda, but PyTorch sees no CUDA device", hint="use --device cpu"))
-    info = summarize(args.net, **state_kwargs(args), input_shapes=input_shapes(args.net, args))
+    info = batch_info(args.net, args)
     bench = Benchmark(compile_info(info), info, args.device)
     batch = ", ".join(f"{blob} {list(info.blob_shapes[blob])}" for blob in info.graph.inputs)
     print("*** Benchmark begins ***")
