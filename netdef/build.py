@@ -88,13 +88,13 @@ def compile_graph(graph: Graph, info: NetInfo, share_with: nn.Module | None = No
     owners = {}  # ParamSpec name -> Parameter
     lr = {}
     for spec in graph.layers:
-        if spec.impl.is_source:
-            continue
+        if not spec.impl.compiled():
+            continue  # data layers: their tops are the forward's arguments
         row = info.row(spec.name)
         module = spec.impl.build(row.in_shapes)
         name = module_name(spec.name)
         root.add_module(name, module)
-        _bind_params(spec, module, name, owners, lr)
+        _bind_params(spec, row.blobs, module, name, owners, lr)
         if share_with is not None and hasattr(share_with, name):
             _share(module, getattr(share_with, name))
         node = fx_graph.call_module(name, tuple(env[b] for b in spec.bottoms))
@@ -116,22 +116,23 @@ def compile_graph(graph: Graph, info: NetInfo, share_with: nn.Module | None = No
     return net
 
 
-def _bind_params(spec, module, name, owners, lr):
-    """Apply `param:` entries: shared names reuse the first owner's tensor; lr_mult/decay_mult recorded."""
-    for index, blob in enumerate(spec.impl.blobs):
-        tensor = getattr(module, blob, None)
+def _bind_params(spec, blobs, module, name, owners, lr):
+    """Apply `param:` entries to the module's parameters, each by the `param:` index its BlobSpec names
+    (as infer counts them): shared names reuse the first owner's tensor; lr_mult/decay_mult recorded."""
+    for blob in blobs:
+        tensor = getattr(module, blob.name, None)
         if not isinstance(tensor, nn.Parameter):
-            continue
-        param_spec = spec.param_specs[index]
+            continue  # stored, not learnt (BatchNorm's statistics are buffers)
+        param_spec = spec.param_spec(blob.param_index)
         share = param_spec["name"]
         if share and share in owners:
-            setattr(module, blob, owners[share])
+            setattr(module, blob.name, owners[share])
             continue
         if share:
             owners[share] = tensor
         if param_spec["lr_mult"] == 0:
             tensor.requires_grad_(False)
-        lr[f"{name}.{blob}"] = (param_spec["lr_mult"], param_spec["decay_mult"])
+        lr[f"{name}.{blob.name}"] = (param_spec["lr_mult"], param_spec["decay_mult"])
 
 
 def _share(module: nn.Module, owner: nn.Module):

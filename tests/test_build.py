@@ -206,3 +206,48 @@ def test_forward_overhead_against_the_hand_written_twin(capsys):
     with capsys.disabled():
         print(f"\nLeNet forward, batch 64, CPU: netdef {best['netdef']:.2f} ms, hand-written "
               f"{best['hand-written']:.2f} ms ({best['netdef'] / best['hand-written']:.2f}x)")
+
+
+def test_scale_with_a_scale_bottom_freezes_its_bias_with_the_first_param_entry(tmp_path):
+    """A Scale whose second bottom is the scale has one blob, its bias, and Caffe's first `param:` entry
+    governs it: `lr_mult: 0` freezes it in the summary and in training alike (build and infer both read
+    the blob's param index from the layer's BlobSpec)."""
+    path = write_net(tmp_path, [
+        input_layer({"x": (4, 3, 5), "gamma": (4, 3), "target": (4, 3, 5)}),
+        {"name": "scale", "type": "Scale", "bottom": ["x", "gamma"], "top": "y", "param": [{"lr_mult": 0}],
+         "scale_param": {"axis": 0, "bias_term": True, "bias_filler": {"type": "constant", "value": 0.5}}},
+        {"name": "loss", "type": "EuclideanLoss", "bottom": ["y", "target"], "top": "loss"}])
+    info = netdef.summarize(path)
+    assert (info.row("scale").params, info.trainable_params) == (12, 0)
+    net = netdef.compile_info(info)
+    learning = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert learning == info.trainable_params == 0
+    assert net.param_lr == {"scale.bias": (0.0, 1.0)}
+    before = net.scale.bias.detach().clone()
+    torch.manual_seed(0)
+    for _ in range(3):  # plain SGD steps by the compiled net's lr_mult
+        batch = {"x": torch.randn(4, 3, 5, requires_grad=True), "gamma": torch.randn(4, 3),
+                 "target": torch.randn(4, 3, 5)}  # x needs a gradient: no parameter of this net trains
+        net.zero_grad()
+        net(**batch)["loss"].backward()
+        with torch.no_grad():
+            for name, parameter in net.named_parameters():
+                if parameter.grad is not None:
+                    parameter -= 0.1 * net.param_lr[name][0] * parameter.grad
+    torch.testing.assert_close(net.scale.bias, before)
+
+    # the same layer learning its bias: it moves, and both counts say so
+    path.write_text(path.read_text().replace("lr_mult: 0", "lr_mult: 1"))
+    info = netdef.summarize(path)
+    net = netdef.compile_info(info)
+    assert info.trainable_params == sum(p.numel() for p in net.parameters() if p.requires_grad) == 12
+
+
+def test_param_entries_are_counted_against_the_layers_own_blobs(tmp_path):
+    """As Caffe: one `param:` entry per blob this layer has; a Scale fed its scale has only the bias."""
+    path = write_net(tmp_path, [
+        input_layer({"x": (4, 3), "gamma": (4, 3)}),
+        {"name": "scale", "type": "Scale", "bottom": ["x", "gamma"], "top": "y", "param": [{}, {}],
+         "scale_param": {"axis": 0, "bias_term": True}}])
+    with pytest.raises(netdef.NetdefError, match=r"too many 'param' entries \(expected at most 1 \(bias\), found 2\)"):
+        netdef.summarize(path)

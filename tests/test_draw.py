@@ -232,3 +232,18 @@ def test_html_page_runs_in_chromium_without_console_messages(tmp_path, chromium)
     assert console == []
     with Image.open(shot) as image:
         assert image.size == (1000, 700) and len(image.convert("RGB").getcolors(1 << 20)) > 50
+
+
+def test_what_a_node_shows_is_declared_by_its_layer_class():
+    """The type text and key fields on a box come from the layer class (drawn_fields, drawn_always,
+    type_text): every declared field is one of the class's own, and Pooling's method joins its type."""
+    from netdef.layers import LAYERS
+    for name, cls in LAYERS.items():
+        fields = {field for block in cls.blocks.values() for field in block}
+        assert set(cls.drawn_fields) <= fields, name
+        first = next(iter(cls.blocks.values()), {})
+        assert set(cls.drawn_always) <= set(cls.drawn_fields) & set(first), name
+    drawing = build_drawing(LENET, phase="TEST")
+    pool = next(node for node in drawing.nodes.values() if node.title == "pool1")
+    conv = next(node for node in drawing.nodes.values() if node.title == "conv1")
+    assert pool.lines[:2] == ["Pooling MAX", "k2 s2 p0"] and conv.lines[:2] == ["Convolution", "out 20 k5 s1"]

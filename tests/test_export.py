@@ -90,3 +90,24 @@ def test_weights_that_do_not_fit_are_a_clear_error(tmp_path, capsys):
     not_weights = ROOT / "nets" / "lenet.yaml"
     assert main(["export", str(not_weights), "--weights", str(not_weights), "-o", str(tmp_path / "m.onnx")]) == 2
     assert "is not a file written by torch.save" in capsys.readouterr().err
+
+
+def test_deploy_keeps_what_the_layer_classes_say(tmp_path):
+    """Plain layers stay (a Softmax `prob` and an ArgMax are net outputs), losses and metrics go, and a
+    data layer whose tops nothing deployed reads goes too."""
+    path = tmp_path / "net.yaml"
+    path.write_text("""
+name: roles
+layers:
+  - {name: data, type: Input, top: [data, label], input_param: {shape: [{dim: [2, 6]}, {dim: [2]}]}}
+  - {name: extra, type: Input, top: extra, input_param: {shape: {dim: [2, 3]}}}
+  - {name: fc, type: InnerProduct, bottom: data, top: fc, inner_product_param: {num_output: 3}}
+  - {name: prob, type: Softmax, bottom: fc, top: prob}
+  - {name: best, type: ArgMax, bottom: fc, top: best}
+  - {name: accuracy, type: Accuracy, bottom: [fc, label], top: accuracy}
+  - {name: loss, type: EuclideanLoss, bottom: [fc, extra], top: loss}
+""")
+    net, graph, _ = deploy_net(path)
+    assert [spec.name for spec in graph.layers] == ["data", "fc", "prob", "best"]
+    assert graph.inputs == ["data"] and graph.outputs == ["best", "prob"]
+    assert [name for name, _ in net.named_children()] == ["fc", "prob", "best"]

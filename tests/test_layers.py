@@ -5,8 +5,13 @@ validates it against the editors' JSON Schema, infers its shapes, compiles it wi
 forward pass on random input and checks that the shape rule equals the real output shapes, that the
 summary's parameter count equals the module's parameters, and that one backward pass gives finite
 gradients. CASES covers every registered layer type: a new layer type must add a case here
-(test_every_layer_type_has_a_case fails until it does). The oracle tests below check Caffe's own
-semantics against plain-loop formulas written from Caffe's source (reference/caffe.md).
+(test_every_layer_type_has_a_case fails until it does). For every case `check_contract` also checks what
+the layer class declares (netdef/layers/base.py) against the built module: its blobs (names, shapes,
+parameter or buffer), its label bottoms, its trainable count (parameters with lr_mult > 0), its MACs
+against torch's FlopCounterMode where that counter models the cost, that `netdef time`'s Benchmark runs
+it, and that the net dumped by netdef.front.expand.dump_net and read again builds the same module;
+test_plain_layers_export_to_onnx exports every exportable case in one net. The oracle tests below check
+Caffe's own semantics against plain-loop formulas written from Caffe's source (reference/caffe.md).
 """
 from __future__ import annotations
 
@@ -21,9 +26,12 @@ import yaml
 from jsonschema import Draft202012Validator
 
 import netdef
+from netdef.api import read_net
 from netdef.build import module_name
 from netdef.layers import LAYERS
+from netdef.layers.base import PLAIN
 from netdef.front.schema import net_schema
+from netdef.tools.timing import Benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = ROOT / "data" / "mnist5k"
@@ -37,6 +45,7 @@ class Result:
     info: object
     inputs: dict  # bottom blob -> tensor fed
     outputs: dict  # blob -> tensor returned
+    path: Path = None  # the net file
 
     def top(self, index=0):
         return self.outputs[self.info.row(LAYER).tops[index]]
@@ -55,11 +64,14 @@ def compile_file(path, phase="TRAIN", share_with=None):
     return netdef.compile_info(info, share_with), info
 
 
-def learnable_count(module: torch.nn.Module) -> int:
-    """Parameters a module learns: a masked weight (connection_table) counts only its unmasked entries."""
+def learnable_count(module: torch.nn.Module, trainable=False) -> int:
+    """Parameters a module learns: a masked weight (connection_table) counts only its unmasked entries;
+    with `trainable`, only those that train (requires_grad: lr_mult > 0)."""
     total = 0
     for sub in module.modules():
         for blob, tensor in sub.named_parameters(recurse=False):
+            if trainable and not tensor.requires_grad:
+                continue
             mask = getattr(sub, "mask", None)
             total += int((mask.expand_as(tensor) != 0).sum()) if blob == "weight" and mask is not None else tensor.numel()
     return total
@@ -95,7 +107,8 @@ def check_layer(tmp_path, layer_type, params=None, input_shapes=(), *, tops=1, l
                        "input_param": {"shape": [{"dim": list(s)} for s in input_shapes]}})
     layers.append({"name": LAYER, "type": layer_type, **({"bottom": bottoms} if bottoms else {}),
                    "top": top_names, **(params or {})})
-    net, info = compile_file(write_net(tmp_path, layers), phase, share_with)
+    path = write_net(tmp_path, layers)
+    net, info = compile_file(path, phase, share_with)
     row = info.row(LAYER)
     spec = info.graph.layer(LAYER)
 
@@ -115,7 +128,7 @@ def check_layer(tmp_path, layer_type, params=None, input_shapes=(), *, tops=1, l
         assert row.params == learnable_count(module), f"{layer_type}: summary {row.params} params"
         if backward:
             _check_backward(net, outputs, inputs)
-    return Result(net, info, inputs, outputs)
+    return Result(net, info, inputs, outputs, path)
 
 
 def _check_backward(net, outputs, inputs):
@@ -183,6 +196,7 @@ CASES = [
     Case("ArgMax", {"argmax_param": {"top_k": 3, "axis": -1}}, [(3, 4, 5)], id="axis"),
     Case("BatchNorm", {}, [(4, 3, 5, 7)]),
     Case("BatchNorm", {}, [(5, 3)], phase="TEST", id="2d_test"),
+    Case("BatchNorm", {"param": [{"lr_mult": 0}] * 3}, [(2, 3, 4)], id="caffe_param"),
     Case("Bias", {"bias_param": {"axis": 1, "num_axes": 2, "filler": {"type": "gaussian"}}}, [(2, 3, 4, 5)]),
     Case("Bias", {"bias_param": {"axis": 2}}, [(2, 3, 4, 5), (4, 5)], id="bottom"),
     Case("Concat", {"concat_param": {"axis": 2}}, [(2, 3, 4), (2, 3, 1), (2, 3, 5)]),
@@ -222,6 +236,8 @@ CASES = [
     Case("InnerProduct", {"inner_product_param": {"num_output": 5, "weight_filler": XAVIER}}, [(2, 3, 4, 5)]),
     Case("InnerProduct", {"inner_product_param": {"num_output": 6, "axis": 2, "transpose": True, "bias_term": False,
                                                   "weight_filler": XAVIER}}, [(2, 3, 4, 5)], id="axis_transpose"),
+    Case("InnerProduct", {"inner_product_param": {"num_output": 2}, "param": [{"lr_mult": 0}, {"lr_mult": 2}]},
+         [(3, 4)], id="frozen_weight"),
     Case("Input", {"input_param": {"shape": {"dim": [2, 3, 5]}}}, tops=2),
     Case("LRN", {"lrn_param": {"local_size": 3, "alpha": 0.5, "beta": 0.75, "k": 2}}, [(2, 5, 3, 4)]),
     Case("LRN", {"lrn_param": {"local_size": 3, "norm_region": "WITHIN_CHANNEL"}}, [(2, 2, 5, 6)], id="within"),
@@ -244,6 +260,8 @@ CASES = [
     Case("Scale", {"scale_param": {"bias_term": True, "filler": {"type": "uniform"}}}, [(2, 3, 4, 5)]),
     Case("Scale", {"scale_param": {"axis": 0, "num_axes": 0}}, [(2, 3)], id="scalar"),
     Case("Scale", {"scale_param": {"axis": 1, "bias_term": True}}, [(2, 3, 4), (3, 4)], id="bottom"),
+    Case("Scale", {"scale_param": {"axis": 0, "bias_term": True}, "param": [{"lr_mult": 0}]}, [(2, 3, 4), (2, 3)],
+         id="bottom_frozen_bias"),  # with a scale bottom, the bias is blob 0: the one param entry freezes it
     Case("Sigmoid", {}, [(3, 4)]),
     Case("SigmoidCrossEntropyLoss", {"loss_param": {"ignore_label": -1}}, [(4, 3, 2), (4, 6)]),
     Case("Slice", {"slice_param": {"axis": 1, "slice_point": [1, 4]}}, [(2, 6, 3)], tops=3),
@@ -266,9 +284,85 @@ def test_every_layer_type_has_a_case():
     assert not missing, f"add a check_layer case to tests/test_layers.py CASES for: {', '.join(missing)}"
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c.type}-{c.id}" if c.id else c.type for c in CASES])
+CASE_IDS = [f"{c.type}-{c.id}" if c.id else c.type for c in CASES]
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_layer(tmp_path, data_files, case):
-    check_layer(tmp_path, case.type, with_files(case.params, data_files), case.inputs, tops=case.tops, labels=case.labels, phase=case.phase)
+    result = check_layer(tmp_path, case.type, with_files(case.params, data_files), case.inputs, tops=case.tops,
+                         labels=case.labels, phase=case.phase)
+    check_contract(tmp_path, case, result)
+
+
+# ---------------------------------------------------------------- what each class declares, against the module
+
+# torch's FlopCounterMode counts matrix products and convolutions (2 FLOPs per MAC) and no pointwise,
+# pooling or reduction op. So its figure is the whole cost only for layers made of those, the types below;
+# for them the summary's MACs must equal half its FLOPs. Every other layer must show it no FLOP at all
+# (a product or convolution inside another layer would be a cost its class does not count); their MACs
+# (Scale, Eltwise, RBF, Subsampling, EuclideanLoss: one per multiply) are checked by the oracle tests.
+FLOP_COUNTED = {"Convolution", "Deconvolution", "InnerProduct"}
+
+
+def check_contract(tmp_path, case, result):
+    net, info = result.net, result.info
+    spec, row = info.graph.layer(LAYER), info.row(LAYER)
+    impl = spec.impl
+    assert impl.label_classes(row.in_shapes) == case.labels, f"{case.type}: label bottoms and classes"
+    assert [blob.name for blob in row.blobs] == list(impl.param_names())
+    assert [blob.param_index for blob in row.blobs] == list(range(len(row.blobs)))
+    if impl.compiled():
+        module = net.get_submodule(module_name(LAYER))
+        _check_blobs(case, module, row)
+        assert row.trainable == learnable_count(module, trainable=True), f"{case.type}: summary {row.trainable} trainable"
+        _check_flops(case, net, result.inputs, row)
+    bench = Benchmark(net, info)
+    bench.iteration()
+    assert all(len(layer.forward) == len(layer.backward) == 1 for layer in bench.layers.values())
+    _check_reload(tmp_path, case, result)
+
+
+def _check_blobs(case, module, row):
+    """Each BlobSpec is the module attribute it names, of its shape: a parameter when learnt, else a
+    buffer; and the module learns nothing else."""
+    for blob in row.blobs:
+        tensor = getattr(module, blob.name)
+        assert tuple(tensor.shape) == blob.shape, f"{case.type}.{blob.name}"
+        assert isinstance(tensor, torch.nn.Parameter) == blob.learnable, f"{case.type}.{blob.name}"
+    assert {name for name, _ in module.named_parameters()} <= {blob.name for blob in row.blobs if blob.learnable}
+
+
+def _check_flops(case, net, inputs, row):
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with counter:
+        net(**{net.input_names[blob]: tensor.detach() for blob, tensor in inputs.items()})
+    flops = counter.get_total_flops()
+    if case.type not in FLOP_COUNTED:
+        assert flops == 0, f"{case.type}: FlopCounterMode sees {flops} FLOPs that the layer does not count"
+        return
+    macs = flops // 2
+    table = case.params.get("convolution_param", {}).get("connection_table")
+    if table:  # the counter sees the dense convolution; the layer counts only the table's connections
+        macs = macs * sum(len(r) for r in table) // (len(table) * row.in_shapes[0][1])
+    assert row.macs is not None and row.macs * row.batch == macs, f"{case.type}: {row.macs} x {row.batch} MACs"
+
+
+def _check_reload(tmp_path, case, result):
+    """The expanded net as dump_net writes it, read again, builds the same module, computing the same."""
+    again_path = tmp_path / "reloaded.yaml"
+    again_path.write_text(read_net(result.path).yaml())
+    again = netdef.load_net(again_path, phase=case.phase)
+    ours = {k: tuple(v.shape) for k, v in result.net.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in again.state_dict().items()} == ours
+    again.load_state_dict(result.net.state_dict())
+    outputs = []
+    for net in (result.net, again):
+        torch.manual_seed(1)  # dropout draws the same mask in both
+        outputs.append(net(**{net.input_names[blob]: tensor.detach() for blob, tensor in result.inputs.items()}))
+    assert outputs[0].keys() == outputs[1].keys()
+    for blob in outputs[0]:
+        torch.testing.assert_close(outputs[0][blob], outputs[1][blob], equal_nan=True)
 
 
 # ---------------------------------------------------------------- spatial layers against Caffe's loops
@@ -619,3 +713,60 @@ def test_fillers_follow_caffe(tmp_path):
             x, y = i % size, (i // size) % size
             expected = (1 - abs(x / f - c)) * (1 - abs(y / f - c))
             assert bilinear[:, :, y, x].detach().allclose(torch.tensor(expected))
+
+
+def exportable_cases():
+    return [(case_id, case) for case_id, case in zip(CASE_IDS, CASES)
+            if LAYERS[case.type].role == PLAIN and LAYERS[case.type].exportable]
+
+
+def cases_net(tmp_path, cases, name) -> Path:
+    """One net of many cases side by side: one Input layer feeding every case's layer (c<i>)."""
+    tops, shapes, layers = [], [], []
+    for i, (_, case) in enumerate(cases):
+        bottoms = [f"c{i}_in{j}" for j in range(len(case.inputs))]
+        tops += bottoms
+        shapes += [{"dim": list(s)} for s in case.inputs]
+        layers.append({"name": f"c{i}", "type": case.type, "bottom": bottoms,
+                       "top": [f"c{i}_out{j}" for j in range(case.tops)], **case.params})
+    return write_net(tmp_path, [{"name": "input", "type": "Input", "top": tops, "input_param": {"shape": shapes}}]
+                     + layers, name)
+
+
+def export_and_compare(tmp_path, net_file):
+    """Exports the net's deploy form and runs it in onnxruntime: the outputs equal netdef's."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from netdef.tools.export import deploy_net, example_inputs, export_onnx
+    model = tmp_path / f"{net_file.stem}.onnx"
+    torch.manual_seed(0)
+    export_onnx(net_file, model)
+    torch.manual_seed(0)  # the same fillers' weights as the exported ones
+    net, graph, info = deploy_net(net_file)
+    inputs = example_inputs(graph, info)
+    with torch.no_grad():
+        expected = net(**{net.input_names[b]: t for b, t in inputs.items()})
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {net.input_names[b]: t.numpy() for b, t in inputs.items()})
+    for blob, value in zip(graph.outputs, outputs):
+        np.testing.assert_allclose(value, expected[blob].numpy(), rtol=1e-5, atol=1e-5, equal_nan=True, err_msg=blob)
+
+
+def test_plain_layers_export_to_onnx(tmp_path):
+    """Every case of a type whose class says it exports (plain layers, Layer.exportable) exports to ONNX in
+    one net and runs in onnxruntime as in netdef; if that fails, each case alone names the culprits."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    cases = exportable_cases()
+    assert len(cases) > 40
+    try:
+        export_and_compare(tmp_path, cases_net(tmp_path, cases, "all_plain"))
+    except Exception:  # noqa: BLE001  (find which cases fail, one by one)
+        failed = []
+        for i, (case_id, case) in enumerate(cases):
+            try:
+                export_and_compare(tmp_path, cases_net(tmp_path, [(case_id, case)], f"case{i}"))
+            except Exception as exc:  # noqa: BLE001
+                failed.append(f"{case_id}: {next((line for line in str(exc).splitlines() if line.strip()), repr(exc))}")
+        pytest.fail("cases that do not export: " + "; ".join(failed) if failed else "only the combined net fails")

@@ -1,19 +1,23 @@
-"""netdef time: Caffe's layer-by-layer benchmark on random inputs."""
+"""netdef time: Caffe's layer-by-layer benchmark on random inputs, on every shipped net."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import netdef
+from conftest import SHIPPED_NETS, shipped_paths
 from netdef.build import weighted_loss
 from netdef.cli import main
 from netdef.tools.timing import Benchmark, random_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 LENET = ROOT / "nets" / "lenet.yaml"
+SMALL_NETS = {"lenet", "lenet5_1998", "tiny_folder"}  # the ImageNet nets take seconds each even at batch 1
 
 REGRESSION_NET = """\
 name: regression
@@ -97,3 +101,53 @@ def test_bad_arguments_are_clear_errors(capsys):
     if not torch.cuda.is_available():
         assert main(["time", str(LENET), "--device", "cuda"]) == 2
         assert "no CUDA device" in capsys.readouterr().err
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "netdef", *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_lenet5_1998_times_with_its_rbf_loss_labels():
+    """RBFLoss reads class labels (its class says so): the random labels are class indices, not floats
+    that would index classes below zero."""
+    result = cli("time", ROOT / "nets" / "lenet5_1998.yaml", "--batch", "2", "--iterations", "1")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert re.search(r"^loss\s+RBFLoss\s", result.stdout, re.M) and "*** Benchmark ends ***" in result.stdout
+    info = netdef.summarize(ROOT / "nets" / "lenet5_1998.yaml")
+    labels = random_inputs(info, "cpu")["label"]
+    assert labels.dtype == torch.int64 and 0 <= labels.min() and labels.max() < 10
+
+
+def tiny_folder(tmp_path) -> Path:
+    """nets/tiny_folder.yaml beside a generated image folder (its data are not shipped)."""
+    subprocess.run([sys.executable, str(ROOT / "tools/make_image_folder.py"), str(tmp_path / "data/tiny_images"),
+                    "--train", "2", "--test", "1"], check=True, capture_output=True)
+    (tmp_path / "nets").mkdir()
+    return Path(shutil.copy(ROOT / "nets/tiny_folder.yaml", tmp_path / "nets"))
+
+
+@pytest.mark.parametrize("name", [name if name in SMALL_NETS else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in SHIPPED_NETS])
+def test_every_shipped_net_times(name, tmp_path, netdef_cli):
+    (path,) = shipped_paths("nets", [name])
+    if name == "tiny_folder":
+        path = tiny_folder(tmp_path)
+    status, out, err = netdef_cli("time", path, "--batch", "1", "--iterations", "1")
+    assert status == 0, err
+    assert "Iteration: 1 forward-backward time:" in out and out.rstrip().endswith("*** Benchmark ends ***")
+
+
+def test_batch_argument_is_checked(capsys):
+    assert main(["time", str(LENET), "--batch", "0"]) == 2
+    assert "--batch must be at least 1" in capsys.readouterr().err
+
+
+def test_layers_without_counted_macs_show_no_rate(tmp_path):
+    """A layer whose cost is not counted (None) has no FLOPs and no GFLOP/s, never a division by zero."""
+    info = netdef.summarize(LENET, phase="TEST", input_shapes={"data": (2, 1, 28, 28), "label": (2,)})
+    bench = Benchmark(netdef.compile_info(info), info)
+    flops = {layer.name: layer.flops for layer in bench.layers.values()}
+    assert flops["loss"] is None and flops["pool1"] == 0
+    assert flops["conv1"] == 2 * 288_000 * 2  # 2 FLOPs per MAC, 2 samples

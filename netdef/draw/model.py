@@ -1,7 +1,8 @@
 """What a drawing shows: layer (or collapsed block) nodes, blob nodes and edges, before any layout.
 
 As in Caffe's draw_net.py, layers are boxes colored by kind and blobs are octagons, wired bottom blob ->
-layer -> top blob. An in-place layer (ReLU on `conv1`) is drawn in the chain it modifies: a blob's
+layer -> top blob; what a layer's box says (its type text and key fields) its class declares
+(netdef.layers.base). An in-place layer (a rectifier on `conv1`) is drawn in the chain it modifies: a blob's
 octagon appears where a layer other than the next in-place one reads it, and after the last write, so
 `conv1 -> relu1 -> (conv1) -> pool1` reads as the net computes. Phases: ALL merges TRAIN and TEST, a
 layer written once is one node, and phase-only layers are marked.
@@ -13,13 +14,6 @@ from dataclasses import dataclass, field
 from ..tools.summary import block_rows
 
 PHASES = ("TRAIN", "TEST")
-# Fields worth showing on a node: always when the layer type has them, or only when the file sets them.
-ALWAYS_SHOWN = ("num_output", "kernel_size", "stride", "pad", "pool")
-SHOWN_WHEN_SET = ("kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w", "group", "dilation",
-                  "global_pooling", "local_size", "alpha", "beta", "dropout_ratio", "operation", "axis",
-                  "negative_slope", "top_k", "batch_size", "crop_size", "scale", "mirror", "use_global_stats",
-                  "bias_term", "slice_point", "power", "shift")
-FIELD_LABELS = {"num_output": "out", "kernel_size": "k", "stride": "s", "pad": "p"}
 
 
 @dataclass
@@ -68,39 +62,19 @@ def shape_text(shape) -> str:
     return "x".join(str(d) for d in shape) if shape else "scalar"
 
 
-def _value_text(value) -> str:
-    if isinstance(value, list):
-        return "x".join(_value_text(v) for v in value)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
 def key_parameters(spec) -> str:
-    """The fields that say what a layer does (kernel, stride, pad, num_output, ...), compactly."""
-    parts = []
-    for index, (block_key, block) in enumerate(spec.params.items()):
-        written = spec.raw.get(block_key) or {}
-        always = ALWAYS_SHOWN if index == 0 else ()  # defaults of secondary blocks (transform_param) say little
-        for name in ALWAYS_SHOWN + SHOWN_WHEN_SET:
-            value = block.get(name)
-            if name not in block or value is None or value == [] or (name not in always and name not in written):
-                continue
-            if name == "pool":
-                continue  # shown with the type, as Caffe's "(Pooling MAX)"
-            label = FIELD_LABELS.get(name, name)
-            parts.append(f"{label}{_value_text(value)}" if len(label) == 1 else f"{label} {_value_text(value)}")
-    return " ".join(parts)
-
-
-def _type_text(spec) -> str:
-    pool = spec.params.get("pooling_param", {}).get("pool")
-    return f"{spec.type} {pool}" if pool else spec.type
+    """The fields that say what a layer does (kernel, stride, pad, num_output, ...), compactly, as its
+    class declares them."""
+    return spec.impl.key_parameters()
 
 
 def _cost_text(params, macs) -> str:
     return " · ".join(part for part in (f"{human(params)} params" if params else "",
                                         f"{human(macs)} MACs" if macs else "") if part)
+
+
+def _counted(value):
+    return "not counted" if value is None else value
 
 
 def _layer_id(spec) -> str:
@@ -113,13 +87,13 @@ def _cluster_id(instance, pos) -> str:
 
 def _layer_node(spec, row, clusters) -> Node:
     key = key_parameters(spec)
-    lines = [_type_text(spec)] + ([key] if key else []) + \
+    lines = [spec.impl.type_text()] + ([key] if key else []) + \
         [" ".join(shape_text(s) for s in row.shapes), _cost_text(row.params, row.macs)]
     details = {"name": spec.name, "type": spec.type, "bottoms": ", ".join(spec.bottoms), "tops": ", ".join(spec.tops),
                "input shapes": ", ".join(shape_text(s) for s in row.in_shapes),
                "output shapes": ", ".join(shape_text(s) for s in row.shapes),
-               "params": row.params, "trainable": row.trainable, "MACs per sample": row.macs,
-               "connections per sample": row.connections, "activation bytes": row.memory,
+               "params": row.params, "trainable": row.trainable, "MACs per sample": _counted(row.macs),
+               "connections per sample": _counted(row.connections), "activation bytes": row.memory,
                "blocks": " > ".join(instance for _, instance, _ in reversed(row.via)), "defined at": str(spec.origin.pos()),
                **{k: v for k, v in spec.raw.items() if k.endswith("_param") or k in ("param", "loss_weight")}}
     details = {k: v for k, v in details.items() if v != ""}
@@ -139,7 +113,7 @@ def _block_node(row, node_id) -> Node:
              " ".join(shape_text(s) for s in row["shapes"]), _cost_text(row["params"], row["macs"])]
     details = {"name": row["name"], "block": row["block"], "layers": _name_list(row["layers"]), "tops": ", ".join(row["tops"]),
                "output shapes": ", ".join(shape_text(s) for s in row["shapes"]), "params": row["params"], "trainable": row["trainable"],
-               "MACs per sample": row["macs"], "connections per sample": row["connections"],
+               "MACs per sample": _counted(row["macs"]), "connections per sample": _counted(row["connections"]),
                "activation bytes": row["memory"]}
     return Node(node_id, "block", row["name"], [line for line in lines if line], details)
 

@@ -13,6 +13,7 @@ from ..errors import NetdefError, Problem, count, did_you_mean
 from .expand import ExpandedNet
 from ..fields import apply_defaults, as_list
 from ..layers import LAYERS
+from ..layers.base import DATA, LOSS
 from .load import Origin
 from .schema import PARAM_SPEC_FIELDS, RULE_FIELDS
 
@@ -32,7 +33,7 @@ class LayerSpec:
     bottoms: list
     tops: list
     params: dict  # parameter block key -> block with defaults
-    param_specs: list  # one defaulted ParamSpec per Caffe blob
+    param_specs: list  # the `param:` entries given, defaulted (param_spec(i) defaults the others)
     loss_weights: list  # one per top
     propagate_down: list
     origin: Origin
@@ -44,9 +45,16 @@ class LayerSpec:
         """Relative paths in a layer (data sources) are relative to the file the layer was written in."""
         return Path(self.origin.source.file).parent
 
+    def param_spec(self, index: int) -> dict:
+        """The defaulted `param:` entry of Caffe blob `index` (lr_mult, decay_mult, name, share_mode)."""
+        return self.param_specs[index] if index < len(self.param_specs) else dict(DEFAULT_PARAM_SPEC)
+
     def problem(self, message, rel=(), key=False, **kw) -> Problem:
         return Problem(message, self.origin.pos(rel, key=key), layer=self.name, layer_type=self.type,
                        via=self.origin.via, **kw)
+
+
+DEFAULT_PARAM_SPEC = apply_defaults(PARAM_SPEC_FIELDS, {})
 
 
 @dataclass
@@ -81,17 +89,11 @@ def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
     cls = LAYERS[raw["type"]]
     params = {key: apply_defaults(fields, raw.get(key) or {}) for key, fields in cls.blocks.items()}
     bottoms, tops = as_list(raw.get("bottom")), as_list(raw.get("top"))
-    given_specs = raw.get("param") or []
     spec = LayerSpec(raw["name"], raw["type"], bottoms, tops, params, [], [], [], origin, raw)
-    if len(given_specs) > len(cls.blobs):
-        problems.append(spec.problem("too many 'param' entries", ("param",),
-                                     expected=f"at most {len(cls.blobs)} ({', '.join(cls.blobs) or 'no blobs'})",
-                                     found=str(len(given_specs))))
-    spec.param_specs = [apply_defaults(PARAM_SPEC_FIELDS, given_specs[i] if i < len(given_specs) else {})
-                        for i in range(len(cls.blobs))]
+    spec.param_specs = [apply_defaults(PARAM_SPEC_FIELDS, given) for given in raw.get("param") or []]
     weights = raw.get("loss_weight")
     if weights is None:
-        spec.loss_weights = [1.0 if (cls.is_loss and i == 0) else 0.0 for i in range(len(tops))]
+        spec.loss_weights = [1.0 if (cls.role == LOSS and i == 0) else 0.0 for i in range(len(tops))]
     else:
         spec.loss_weights = [float(w) for w in as_list(weights)]
         if len(spec.loss_weights) != len(tops):
@@ -106,6 +108,11 @@ def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
                                      ("exclude",), key=True))
     spec.impl = cls(spec)
     _check_arity(spec, cls, problems)
+    blobs = spec.impl.param_names()  # as Caffe: at most one entry per blob this layer has
+    if len(spec.param_specs) > len(blobs):
+        problems.append(spec.problem("too many 'param' entries", ("param",),
+                                     expected=f"at most {len(blobs)} ({', '.join(blobs) or 'no blobs'})",
+                                     found=str(len(spec.param_specs))))
     for rel, message, expected, found in spec.impl.check():
         problems.append(spec.problem(message, rel, expected=expected, found=found))
     return spec
@@ -174,13 +181,13 @@ def _wire(graph: Graph, problems: list):
                 continue
             produced.setdefault(top, spec.name)
             available[top] = spec
-        if spec.impl.is_source:
+        if spec.impl.role == DATA:
             graph.inputs += [t for t in spec.tops if t not in graph.inputs]
     graph.outputs = sorted(available)
     # After another problem (a misspelt bottom, an extra top) some tops only look unused: report the cause alone.
     if has_loss and not problems:
         for blob, spec in sorted(available.items()):
             j = spec.tops.index(blob)
-            if not spec.loss_weights[j] and not spec.impl.is_source and spec.impl.kind not in ("metric", "loss"):
+            if not spec.loss_weights[j] and not spec.impl.tops_may_be_unread():
                 problems.append(spec.problem(f"top '{blob}' is never used and is not a loss", ("top",),
                                              hint="feed it to a layer, give it a loss_weight, or remove the layer"))

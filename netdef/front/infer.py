@@ -2,9 +2,12 @@
 any tensor exists.
 
 Conventions (stated once): shapes include the batch axis; MACs are multiply-accumulates per sample (one
-fused multiply-add is one MAC; additions, comparisons and nonlinearities are not counted); connections
-are counted as LeCun et al. (1998) count them: for each output element, its inputs plus one for its
-bias; memory is the float32 bytes of a layer's new tops for the whole batch (in-place tops add nothing).
+fused multiply-add is one MAC; additions, comparisons and nonlinearities count 0; a layer whose cost
+netdef does not model, as LRN or BatchNorm, has None: not counted, and totals add the counted layers);
+connections are counted as LeCun et al. (1998) count them: for each output element, its inputs plus one
+for its bias; memory is the float32 bytes of a layer's new tops for the whole batch (in-place tops add
+nothing). Layers give whole-batch costs; a layer's per-sample figures are those divided by its batch,
+the first axis of its first bottom (netdef.layers.base states the contract).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import NetdefError, Problem, ShapeError
 from .graph import Graph
-from ..layers.base import numel
+from ..layers.base import DATA, numel
 
 BYTES_PER_ELEMENT = 4
 
@@ -25,13 +28,19 @@ class LayerInfo:
     tops: list
     in_shapes: list
     shapes: list  # one per top
-    param_shapes: dict  # blob name -> shape (learnable and stored)
+    blobs: list  # BlobSpec of every stored blob (learnable or not), as the layer declares them
     params: int  # learnable parameter count (shared blobs counted by their owner only)
     trainable: int  # params whose lr_mult is not 0
-    macs: int  # per sample
-    connections: int  # per sample
+    macs: int | None  # per sample; None: not counted
+    connections: int | None  # per sample; None: not counted
     memory: int  # bytes for the whole batch
     via: tuple = ()  # block instances this layer came from, innermost first
+    batch: int = 1  # what the per-sample figures were divided by: the first axis of the first bottom
+
+    @property
+    def param_shapes(self) -> dict:
+        """Blob name -> shape (learnable and stored)."""
+        return {blob.name: blob.shape for blob in self.blobs}
 
 
 @dataclass
@@ -50,7 +59,12 @@ class NetInfo:
 
     @property
     def total_macs(self) -> int:
-        return sum(row.macs for row in self.layers)
+        """MACs per sample of the layers that count them."""
+        return sum(row.macs for row in self.layers if row.macs is not None)
+
+    @property
+    def total_connections(self) -> int:
+        return sum(row.connections for row in self.layers if row.connections is not None)
 
     @property
     def total_memory(self) -> int:
@@ -79,9 +93,9 @@ def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
         in_shapes = [shapes[b] for b in spec.bottoms]
         try:
             outs = [tuple(int(d) for d in s) for s in spec.impl.infer(in_shapes)]
-            if spec.impl.is_source:
+            if spec.impl.role == DATA:
                 outs = [tuple(input_shapes.get(top, out)) for top, out in zip(spec.tops, outs)]
-            blobs = spec.impl.param_shapes(in_shapes)
+            blobs = list(spec.impl.blob_specs(in_shapes))
         except ShapeError as exc:
             # A shape rule that names no field is about the inputs: point at the bottoms.
             problems.append(spec.problem(exc.message, exc.path or ("bottom",), expected=exc.expected,
@@ -96,31 +110,30 @@ def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
         if empty:
             continue  # later layers would only repeat the problem
         params = trainable = 0
-        learnable = spec.impl.learnable_blobs(in_shapes)
-        for index, (blob, shape) in enumerate(blobs.items()):
-            share = spec.param_specs[index]["name"] if index < len(spec.param_specs) else None
+        for blob in blobs:
+            param = spec.param_spec(blob.param_index)
+            share = param["name"]
             if share:
                 if share in shared:
                     owner, owner_shape = shared[share]
-                    mode = spec.param_specs[index]["share_mode"]
-                    if (tuple(shape) != tuple(owner_shape) if mode == "STRICT" else numel(shape) != numel(owner_shape)):
+                    if (blob.shape != owner_shape if param["share_mode"] == "STRICT" else numel(blob.shape) != numel(owner_shape)):
                         problems.append(spec.problem(
-                            f"shared parameter '{share}' does not fit this layer's {blob}", ("param", index),
-                            expected=f"shape {list(owner_shape)} (as in layer '{owner}')", found=f"shape {list(shape)}"))
+                            f"shared parameter '{share}' does not fit this layer's {blob.name}", ("param", blob.param_index),
+                            expected=f"shape {list(owner_shape)} (as in layer '{owner}')", found=f"shape {list(blob.shape)}"))
                     continue  # counted by its owner
-                shared[share] = (spec.name, shape)
-            if blob in learnable:
-                count = spec.impl.param_count(blob, shape)
-                params += count
-                if spec.param_specs[index]["lr_mult"] != 0:
-                    trainable += count
-        batch = outs[0][0] if outs and outs[0] else 1
+                shared[share] = (spec.name, blob.shape)
+            if blob.learnable:
+                params += blob.count
+                if param["lr_mult"] != 0:
+                    trainable += blob.count
+        batch = max(in_shapes[0][0], 1) if in_shapes and in_shapes[0] else 1
+        macs, connections = spec.impl.macs(in_shapes, outs), spec.impl.connections(in_shapes, outs)
         in_place = set(spec.tops) & set(spec.bottoms)
         info.layers.append(LayerInfo(
             spec.name, spec.type, spec.bottoms, spec.tops, in_shapes, outs, blobs, params, trainable,
-            spec.impl.macs(in_shapes, outs) // max(batch, 1), spec.impl.connections(in_shapes, outs) // max(batch, 1),
+            None if macs is None else macs // batch, None if connections is None else connections // batch,
             sum(numel(s) for t, s in zip(spec.tops, outs) if t not in in_place) * BYTES_PER_ELEMENT,
-            spec.origin.via))
+            spec.origin.via, batch))
         shapes.update(zip(spec.tops, outs))
     if problems:
         raise NetdefError(problems)

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..fields import Bool, Enum, Int
-from .fillers import FillerField, fill_weight_and_bias
-from .base import Layer, ShapeError, numel, register
+from .fillers import FillerField, fill_blobs
+from .base import METRIC, Layer, ShapeError, numel, register, weight_and_bias
 
 
 def _axis(axis, shape, what="axis", path=()):
@@ -26,8 +26,9 @@ class InnerProduct(Layer):
         "axis": Int(1, "first axis to flatten into the input vector"),
         "transpose": Bool(False, "store W as [K, num_output]"),
     }}
-    blobs = ("weight", "bias")
     kind = "ip"
+    drawn_fields = ("num_output", "axis", "bias_term")
+    drawn_always = ("num_output",)
 
     def _k(self, shape):
         axis = _axis(self.p["axis"], shape, path=("inner_product_param", "axis"))
@@ -37,14 +38,14 @@ class InnerProduct(Layer):
         axis, _ = self._k(shapes[0])
         return [tuple(shapes[0][:axis]) + (self.p["num_output"],)]
 
-    def param_shapes(self, shapes):
-        _, k = self._k(shapes[0])
-        n = self.p["num_output"]
-        weight = (k, n) if self.p["transpose"] else (n, k)
-        return {"weight": weight, "bias": (n,)} if self.p["bias_term"] else {"weight": weight}
+    def param_names(self):
+        return weight_and_bias(self.p["bias_term"])
 
-    def learnable_blobs(self, shapes=None):
-        return ("weight", "bias") if self.p["bias_term"] else ("weight",)
+    def blob_specs(self, shapes):
+        _, k = self._k(shapes[0])
+        n, p = self.p["num_output"], self.p
+        return self.blob_list(weight=((k, n) if p["transpose"] else (n, k), p["weight_filler"]),
+                              bias=((n,), p["bias_filler"]))
 
     def macs(self, shapes, outs):
         _, k = self._k(shapes[0])
@@ -54,7 +55,7 @@ class InnerProduct(Layer):
         from .modules import InnerProduct as Module
         axis, k = self._k(shapes[0])
         module = Module(k, self.p["num_output"], self.p["bias_term"], axis, self.p["transpose"])
-        return fill_weight_and_bias(module, self.p["weight_filler"], self.p["bias_filler"])
+        return fill_blobs(module, self.blob_specs(shapes))
 
 
 @register
@@ -63,11 +64,16 @@ class Softmax(Layer):
     summary = "softmax over an axis"
     blocks = {"softmax_param": {"axis": Int(1, "class axis"),
                                 "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")}}
+    net_output = True  # a deploy net's `prob`
     kind = "metric"
+    drawn_fields = ("axis",)
 
     def infer(self, shapes):
         _axis(self.p["axis"], shapes[0], path=("softmax_param", "axis"))
         return [tuple(shapes[0])]
+
+    def macs(self, shapes, outs):
+        return None  # exponentials and a division per element: not counted
 
     def build(self, shapes):
         from .modules import Softmax as Module
@@ -88,7 +94,12 @@ class Accuracy(Layer):
     blocks = {"accuracy_param": {"top_k": Int(1, "count a hit if the label is among this many best scores", minimum=1),
                                  "axis": Int(1, "class axis"), "ignore_label": Int(None, "label to skip")}}
     bottoms = (2, 2)
+    role = METRIC
     kind = "metric"
+    drawn_fields = ("axis", "top_k")
+
+    def label_classes(self, shapes):
+        return {1: shapes[0][_axis(self.p["axis"], shapes[0])]}
 
     def infer(self, shapes):
         axis = _axis(self.p["axis"], shapes[0], path=("accuracy_param", "axis"))
@@ -109,7 +120,9 @@ class ArgMax(Layer):
     summary = "indices of the top-k scores"
     blocks = {"argmax_param": {"out_max_val": Bool(False, "output values (with indices when no axis)"),
                                "top_k": Int(1, "how many", minimum=1), "axis": Int(None, "axis (default: all but batch)")}}
+    net_output = True
     kind = "metric"
+    drawn_fields = ("axis", "top_k")
 
     def infer(self, shapes):
         shape, p = shapes[0], self.p

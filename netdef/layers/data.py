@@ -11,7 +11,7 @@ from pathlib import Path
 from ..fields import Bool, Enum, Float, Int, Str
 from ..data.cifar import BACKENDS as CIFAR_BACKENDS
 from .augmentation import AUGMENT_FIELDS, check_augment
-from .base import Layer, ShapeError, register
+from .base import DATA, Layer, ShapeError, register
 
 TRANSFORM_FIELDS = {
     "scale": Float(1.0, "multiply pixels by this after mean subtraction (MNIST: 0.00390625)"),
@@ -91,8 +91,9 @@ class Data(Layer):
     }
     bottoms = (0, 0)
     tops = (1, 2)
-    is_source = True
+    role = DATA
     kind = "data"
+    drawn_fields = ("pad", "batch_size", "crop_size", "scale", "mirror")
 
     def source(self) -> Path:
         return self.spec.base_dir / self.p["source"]

@@ -97,10 +97,10 @@ def fill(tensor, spec):
         FILLERS[spec["type"]](tensor, spec)
 
 
-def fill_weight_and_bias(module, weight_filler, bias_filler):
-    """Initialise a built module's `weight` and `bias` (either may be absent) from their filler blocks."""
-    if getattr(module, "weight", None) is not None:
-        fill(module.weight, weight_filler)
-    if getattr(module, "bias", None) is not None:
-        fill(module.bias, bias_filler)
+def fill_blobs(module, blobs):
+    """Fill a built module's blobs from their BlobSpec fillers, in the order the layer lists them
+    (blobs without a filler are set by the layer itself)."""
+    for blob in blobs:
+        if blob.filler is not None:
+            fill(getattr(module, blob.name), blob.filler)
     return module

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..errors import NetdefError, Pos, Problem
 from ..fields import Bool, Enum, Int, Str
-from .base import Layer, ShapeError, register
+from .base import DATA, Layer, ShapeError, register
 from .data import TRANSFORM_FIELDS, Data
 
 IN_MEMORY_LIMIT = 2 << 30  # bytes of decoded images that `in_memory: AUTO` keeps in memory
@@ -207,8 +207,9 @@ class HDF5Data(Layer):
     }
     bottoms = (0, 0)
     tops = (1, None)
-    is_source = True
+    role = DATA
     kind = "data"
+    drawn_fields = ("batch_size",)
 
     def files(self) -> list:
         """(path, position in the list file) of every listed file."""

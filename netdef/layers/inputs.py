@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..fields import Block, Int
 from .fillers import FillerField, fill
-from .base import Layer, ShapeError, register
+from .base import DATA, Layer, ShapeError, register
 
 BLOB_SHAPE = Block({"dim": Int(None, "sizes, batch first", repeated=True, minimum=1)}, "a blob shape",
                    repeated=True)
@@ -28,7 +28,7 @@ class Input(Layer):
     blocks = {"input_param": {"shape": BLOB_SHAPE}}
     bottoms = (0, 0)
     tops = (1, None)
-    is_source = True
+    role = DATA
     kind = "data"
 
     def check(self):
@@ -48,7 +48,7 @@ class DummyData(Layer):
                                                               repeated=True)}}
     bottoms = (0, 0)
     tops = (1, None)
-    is_source = True
+    role = DATA
     kind = "data"
 
     def check(self):

@@ -1,8 +1,8 @@
-"""Loss layers: their first top carries loss_weight 1 unless the net says otherwise."""
+"""Loss layers (role LOSS): their first top carries loss_weight 1 unless the net says otherwise."""
 from __future__ import annotations
 
 from ..fields import Bool, Enum, Int
-from .base import Layer, ShapeError, numel, register
+from .base import LOSS, Layer, ShapeError, numel, register
 from .common import _axis, _check_labels
 
 LOSS_FIELDS = {
@@ -16,8 +16,11 @@ LOSS_FIELDS = {
 class _NormalizedLoss(Layer):
     """A loss divided by Caffe's normalizer, chosen by `loss_param`."""
     bottoms = (2, 2)
-    is_loss = True
+    role = LOSS
     kind = "loss"
+
+    def macs(self, shapes, outs):
+        return None  # logarithms and exponentials: not counted
 
     def normalization(self):
         loss = self.params["loss_param"]
@@ -34,14 +37,15 @@ class SoftmaxWithLoss(_NormalizedLoss):
                                 "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")},
               "loss_param": LOSS_FIELDS}
     tops = (1, 2)
+    drawn_fields = ("axis",)
+
+    def label_classes(self, shapes):
+        return {1: shapes[0][_axis(self.params["softmax_param"]["axis"], shapes[0])]}
 
     def infer(self, shapes):
         axis = _axis(self.params["softmax_param"]["axis"], shapes[0], path=("softmax_param", "axis"))
         _check_labels(shapes[0], shapes[1], axis, "SoftmaxWithLoss")
         return [()] + [tuple(shapes[0])] * (len(self.spec.tops) - 1)
-
-    def macs(self, shapes, outs):
-        return 0
 
     def build(self, shapes):
         from .modules import SoftmaxWithLoss as Module
@@ -75,7 +79,7 @@ class EuclideanLoss(Layer):
     """Sum of squared differences / (2 N)."""
     summary = "sum of squares / 2N"
     bottoms = (2, 2)
-    is_loss = True
+    role = LOSS
     kind = "loss"
 
     def infer(self, shapes):

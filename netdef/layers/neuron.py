@@ -1,8 +1,9 @@
-"""Elementwise "neuron" layers: one bottom, one top of the same shape, in-place safe."""
+"""Elementwise "neuron" layers: one bottom, one top of the same shape, in-place safe. Nonlinearities count
+0 MACs (the summary's conventions); those with multiplies or powers netdef does not model are not counted."""
 from __future__ import annotations
 
 from ..fields import Bool, Enum, Float
-from .fillers import FillerField, fill
+from .fillers import FillerField, fill_blobs
 from .base import Layer, ShapeError, register
 
 _ENGINE = {"engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")}
@@ -18,11 +19,19 @@ class _Neuron(Layer):
         return self.module()
 
 
+class _Uncounted(_Neuron):
+    """A neuron whose multiplies (or powers) per element are not counted."""
+
+    def macs(self, shapes, outs):
+        return None
+
+
 @register
 class ReLU(_Neuron):
     """y = max(0, x) + negative_slope * min(0, x)."""
     summary = "rectifier, leaky with negative_slope"
     blocks = {"relu_param": {"negative_slope": Float(0.0, "slope for x < 0"), **_ENGINE}}
+    drawn_fields = ("negative_slope",)
 
     def module(self):
         import torch.nn as nn
@@ -31,23 +40,24 @@ class ReLU(_Neuron):
 
 
 @register
-class PReLU(_Neuron):
+class PReLU(_Uncounted):
     """y = max(0, x) + a_c * min(0, x) with a learnt slope per channel (or one shared)."""
     summary = "learnt leaky rectifier"
     blocks = {"prelu_param": {"filler": FillerField("slope initialisation", default_value=0.25),
                               "channel_shared": Bool(False, "one slope for all channels")}}
-    blobs = ("weight",)
 
-    def param_shapes(self, shapes):
+    def param_names(self):
+        return ("weight",)
+
+    def blob_specs(self, shapes):
         if len(shapes[0]) < 2 and not self.p["channel_shared"]:
             raise ShapeError("PReLU needs a channel axis", expected="at least 2 axes", found=f"shape {list(shapes[0])}")
-        return {"weight": (1,) if self.p["channel_shared"] else (shapes[0][1],)}
+        return self.blob_list(weight=((1,) if self.p["channel_shared"] else (shapes[0][1],), self.p["filler"]))
 
     def build(self, shapes):
         from .modules import PReLU as Module
-        module = Module(self.param_shapes(shapes)["weight"][0])
-        fill(module.weight, self.p["filler"])
-        return module
+        blobs = self.blob_specs(shapes)
+        return fill_blobs(Module(blobs[0].shape[0]), blobs)
 
 
 @register
@@ -55,6 +65,7 @@ class ELU(_Neuron):
     """y = x if x > 0 else alpha * (exp(x) - 1)."""
     summary = "exponential linear unit"
     blocks = {"elu_param": {"alpha": Float(1.0, "saturation value for x < 0")}}
+    drawn_fields = ("alpha",)
 
     def module(self):
         import torch.nn as nn
@@ -100,11 +111,12 @@ class AbsVal(_Neuron):
 
 
 @register
-class Power(_Neuron):
+class Power(_Uncounted):
     """y = (shift + scale * x) ^ power."""
     summary = "(shift + scale x)^power"
     blocks = {"power_param": {"power": Float(1.0, "exponent"), "scale": Float(1.0, "input scale"),
                               "shift": Float(0.0, "input shift")}}
+    drawn_fields = ("scale", "power", "shift")
 
     def module(self):
         from .modules import Power
@@ -112,11 +124,12 @@ class Power(_Neuron):
 
 
 @register
-class Exp(_Neuron):
+class Exp(_Uncounted):
     """y = base ^ (shift + scale * x); base -1 means e."""
     summary = "base^(shift + scale x)"
     blocks = {"exp_param": {"base": Float(-1.0, "base (-1: e)"), "scale": Float(1.0, "input scale"),
                             "shift": Float(0.0, "input shift")}}
+    drawn_fields = ("scale", "shift")
 
     def check(self):
         if self.p["base"] != -1 and self.p["base"] <= 0:
@@ -128,11 +141,12 @@ class Exp(_Neuron):
 
 
 @register
-class Log(_Neuron):
+class Log(_Uncounted):
     """y = log_base(shift + scale * x); base -1 means e."""
     summary = "log_base(shift + scale x)"
     blocks = {"log_param": {"base": Float(-1.0, "base (-1: e)"), "scale": Float(1.0, "input scale"),
                             "shift": Float(0.0, "input shift")}}
+    drawn_fields = ("scale", "shift")
 
     def check(self):
         if self.p["base"] != -1 and (self.p["base"] <= 0 or self.p["base"] == 1):
@@ -145,10 +159,11 @@ class Log(_Neuron):
 
 
 @register
-class Dropout(_Neuron):
+class Dropout(_Uncounted):
     """Inverted dropout in TRAIN (y = x * mask / (1 - p)); identity in TEST."""
     summary = "inverted dropout"
     blocks = {"dropout_param": {"dropout_ratio": Float(0.5, "probability of dropping", minimum=0, maximum=1)}}
+    drawn_fields = ("dropout_ratio",)
 
     def module(self):
         import torch.nn as nn

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..fields import Bool, Float, Int
-from .fillers import FillerField, fill, fill_weight_and_bias
+from .fillers import FillerField, fill_blobs
 from .base import Layer, ShapeError, numel, register
 from .common import _axis
 
@@ -17,11 +17,8 @@ class BatchNorm(Layer):
         "moving_average_fraction": Float(0.999, "decay of the stored statistics"),
         "eps": Float(1e-5, "added to the variance"),
     }}
-    blobs = ("mean", "variance", "scale_factor")
     kind = "norm"
-
-    def learnable_blobs(self, shapes=None):
-        return ()
+    drawn_fields = ("use_global_stats",)
 
     def check(self):
         for i, spec in enumerate(self.spec.raw.get("param") or []):
@@ -34,9 +31,15 @@ class BatchNorm(Layer):
             raise ShapeError("BatchNorm needs a channel axis", expected="at least 2 axes", found=f"shape {list(shapes[0])}")
         return [tuple(shapes[0])]
 
-    def param_shapes(self, shapes):
-        c = shapes[0][1]
-        return {"mean": (c,), "variance": (c,), "scale_factor": (1,)}
+    def param_names(self):
+        return ("mean", "variance", "scale_factor")
+
+    def blob_specs(self, shapes):
+        c, stored = shapes[0][1], {"learnable": False}
+        return self.blob_list(mean=((c,), None, stored), variance=((c,), None, stored), scale_factor=((1,), None, stored))
+
+    def macs(self, shapes, outs):
+        return None  # a subtraction, a multiply and a square root per element: not counted
 
     def build(self, shapes):
         from .modules import CaffeBatchNorm
@@ -76,18 +79,20 @@ class Scale(Layer):
         "bias_term": Bool(False, "also learn beta"), "bias_filler": FillerField("beta initialisation"),
     }}
     bottoms = (1, 2)
-    blobs = ("weight", "bias")
     kind = "norm"
+    drawn_fields = ("axis", "bias_term")
 
     def _shape(self, shapes):
         return _affine_shape(shapes, self.p, "scale_param")
 
-    def param_shapes(self, shapes):
+    def param_names(self):
+        """gamma, unless the second bottom is the scale, then beta: with a second bottom the bias is
+        Caffe's blob 0, and the first `param:` entry governs it."""
+        return (() if len(self.spec.bottoms) == 2 else ("weight",)) + (("bias",) if self.p["bias_term"] else ())
+
+    def blob_specs(self, shapes):
         _, shape = self._shape(shapes)
-        blobs = {} if len(shapes) == 2 else {"weight": shape}
-        if self.p["bias_term"]:
-            blobs["bias"] = shape
-        return blobs
+        return self.blob_list(weight=(shape, self.p["filler"]), bias=(shape, self.p["bias_filler"]))
 
     def infer(self, shapes):
         self._shape(shapes)
@@ -100,7 +105,7 @@ class Scale(Layer):
         from .modules import Scale as Module
         axis, shape = self._shape(shapes)
         module = Module(shape, axis, self.p["bias_term"], learn_scale=len(shapes) == 1)
-        return fill_weight_and_bias(module, self.p["filler"], self.p["bias_filler"])
+        return fill_blobs(module, self.blob_specs(shapes))
 
 
 @register
@@ -112,12 +117,14 @@ class Bias(Layer):
         "filler": FillerField("beta initialisation"),
     }}
     bottoms = (1, 2)
-    blobs = ("bias",)
     kind = "norm"
+    drawn_fields = ("axis",)
 
-    def param_shapes(self, shapes):
-        _, shape = _affine_shape(shapes, self.p, "bias_param")
-        return {} if len(shapes) == 2 else {"bias": shape}
+    def param_names(self):
+        return () if len(self.spec.bottoms) == 2 else ("bias",)
+
+    def blob_specs(self, shapes):
+        return self.blob_list(bias=(_affine_shape(shapes, self.p, "bias_param")[1], self.p["filler"]))
 
     def infer(self, shapes):
         _affine_shape(shapes, self.p, "bias_param")
@@ -126,7 +133,4 @@ class Bias(Layer):
     def build(self, shapes):
         from .modules import Bias as Module
         axis, shape = _affine_shape(shapes, self.p, "bias_param")
-        module = Module(shape, axis, learn_bias=len(shapes) == 1)
-        if module.bias is not None:
-            fill(module.bias, self.p["filler"])
-        return module
+        return fill_blobs(Module(shape, axis, learn_bias=len(shapes) == 1), self.blob_specs(shapes))

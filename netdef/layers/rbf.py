@@ -8,8 +8,8 @@ learnt from a filler; `param: {lr_mult: 0}` keeps them fixed.
 from __future__ import annotations
 
 from ..fields import Float, Int, Str
-from .fillers import FillerField, fill
-from .base import Layer, ShapeError, numel, register
+from .fillers import FillerField, fill_blobs
+from .base import LOSS, Layer, ShapeError, numel, register
 from .common import _axis, _check_labels
 
 BITMAP_VALUES = {"#": 1.0, ".": -1.0}
@@ -32,8 +32,9 @@ class RBF(Layer):
         "weight_filler": FillerField("centre initialisation when neither center nor bitmap is given"),
         "axis": Int(1, "first axis to flatten into the input vector"),
     }}
-    blobs = ("weight",)
     kind = "ip"
+    drawn_fields = ("num_output", "axis")
+    drawn_always = ("num_output",)
 
     def check(self):
         p = self.p
@@ -70,8 +71,12 @@ class RBF(Layer):
                                      found=f"{len(row)} values", path=("rbf_param", key, i))
         return [tuple(shapes[0][:axis]) + (self.p["num_output"],)]
 
-    def param_shapes(self, shapes):
-        return {"weight": (self.p["num_output"], self._k(shapes[0])[1])}
+    def param_names(self):
+        return ("weight",)
+
+    def blob_specs(self, shapes):
+        filler = None if self.centers() else self.p["weight_filler"]  # written centres are copied in build
+        return self.blob_list(weight=((self.p["num_output"], self._k(shapes[0])[1]), filler))
 
     def macs(self, shapes, outs):
         return numel(outs[0]) * self._k(shapes[0])[1]
@@ -85,9 +90,7 @@ class RBF(Layer):
         if rows:
             with torch.no_grad():
                 module.weight.copy_(torch.tensor(rows))
-        else:
-            fill(module.weight, self.p["weight_filler"])
-        return module
+        return fill_blobs(module, self.blob_specs(shapes))
 
 
 @register
@@ -101,8 +104,15 @@ class RBFLoss(Layer):
         "axis": Int(1, "class axis"),
     }}
     bottoms = (2, 2)
-    is_loss = True
+    role = LOSS
     kind = "loss"
+    drawn_fields = ("axis",)
+
+    def label_classes(self, shapes):
+        return {1: shapes[0][_axis(self.p["axis"], shapes[0])]}
+
+    def macs(self, shapes, outs):
+        return None  # a gather, and exponentials with j: not counted
 
     def infer(self, shapes):
         axis = _axis(self.p["axis"], shapes[0], path=("rbf_loss_param", "axis"))

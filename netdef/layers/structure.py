@@ -20,6 +20,7 @@ class Eltwise(Layer):
         "stable_prod_grad": Bool(True, "accepted for Caffe compatibility"),
     }}
     bottoms = (2, None)
+    drawn_fields = ("operation",)
 
     def check(self):
         coeff = self.p["coeff"]
@@ -38,7 +39,10 @@ class Eltwise(Layer):
         return [first]
 
     def macs(self, shapes, outs):
-        return numel(outs[0]) * len(shapes) if self.p["operation"] == "SUM" and self.p["coeff"] else 0
+        operation = self.p["operation"]
+        if operation == "PROD":
+            return numel(outs[0]) * (len(shapes) - 1)
+        return numel(outs[0]) * len(shapes) if operation == "SUM" and self.p["coeff"] else 0
 
     def build(self, shapes):
         from .modules import Eltwise as Module
@@ -51,6 +55,7 @@ class Concat(Layer):
     summary = "concatenation along an axis"
     blocks = {"concat_param": {"axis": Int(1, "axis to join along"), "concat_dim": Int(None, "deprecated alias of axis")}}
     bottoms = (1, None)
+    drawn_fields = ("axis",)
 
     def _axis(self, shape):
         axis = self.p["concat_dim"] if self.p["concat_dim"] is not None else self.p["axis"]
@@ -93,6 +98,7 @@ class Slice(Layer):
                               "slice_point": Int(None, "cut positions, strictly increasing", repeated=True, minimum=1),
                               "slice_dim": Int(None, "deprecated alias of axis")}}
     tops = (1, None)
+    drawn_fields = ("axis", "slice_point")
 
     def check(self):
         points = self.p["slice_point"]
@@ -131,6 +137,7 @@ class Flatten(Layer):
     """Merges axes axis..end_axis into one."""
     summary = "merges a range of axes"
     blocks = {"flatten_param": {"axis": Int(1, "first axis"), "end_axis": Int(-1, "last axis")}}
+    drawn_fields = ("axis",)
 
     def _range(self, shape):
         start = _axis(self.p["axis"], shape, path=("flatten_param", "axis"))
@@ -155,6 +162,7 @@ class Reshape(Layer):
                                                required=True),
                                 "axis": Int(0, "first axis replaced"), "num_axes": Int(-1, "axes replaced (-1: to the end)",
                                                                                        minimum=-1)}}
+    drawn_fields = ("axis",)
 
     def infer(self, shapes):
         shape, p = list(shapes[0]), self.p

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from ..fields import Bool, Int
-from .fillers import FillerField, fill
-from .base import Layer, ShapeError, numel, register
+from .fillers import FillerField, fill_blobs
+from .base import Layer, ShapeError, numel, register, weight_and_bias
 
 
 @register
@@ -19,8 +19,9 @@ class Subsampling(Layer):
         "weight_filler": FillerField("coefficient initialisation", default_value=1.0),
         "bias_filler": FillerField("bias initialisation"),
     }}
-    blobs = ("weight", "bias")
     kind = "pool"
+    drawn_fields = ("kernel_size", "stride", "bias_term")
+    drawn_always = ("kernel_size", "stride")
 
     def _geometry(self):
         k = self.p["kernel_size"]
@@ -36,12 +37,12 @@ class Subsampling(Layer):
                              found=f"{shape[2]} x {shape[3]}", path=("subsampling_param", "kernel_size"))
         return [(shape[0], shape[1], (shape[2] - k) // s + 1, (shape[3] - k) // s + 1)]
 
-    def param_shapes(self, shapes):
-        channels = (shapes[0][1],)
-        return {"weight": channels, "bias": channels} if self.p["bias_term"] else {"weight": channels}
+    def param_names(self):
+        return weight_and_bias(self.p["bias_term"])
 
-    def learnable_blobs(self, shapes=None):
-        return ("weight", "bias") if self.p["bias_term"] else ("weight",)
+    def blob_specs(self, shapes):
+        channels = (shapes[0][1],)
+        return self.blob_list(weight=(channels, self.p["weight_filler"]), bias=(channels, self.p["bias_filler"]))
 
     def macs(self, shapes, outs):
         return numel(outs[0])  # the window's sum is additions; one multiply by the coefficient
@@ -53,8 +54,4 @@ class Subsampling(Layer):
     def build(self, shapes):
         from .modules import Subsampling as Module
         k, s = self._geometry()
-        module = Module(shapes[0][1], k, s, self.p["bias_term"])
-        fill(module.weight, self.p["weight_filler"])
-        if module.bias is not None:
-            fill(module.bias, self.p["bias_filler"])
-        return module
+        return fill_blobs(Module(shapes[0][1], k, s, self.p["bias_term"]), self.blob_specs(shapes))

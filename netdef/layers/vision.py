@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 
 from ..fields import Bool, Enum, Float, Int
-from .fillers import FillerField, fill_weight_and_bias
-from .base import Layer, ShapeError, numel, register
+from .fillers import FillerField, fill_blobs
+from .base import Layer, ShapeError, numel, register, weight_and_bias
 
 
 def _pair(p, base, default):
@@ -61,8 +61,10 @@ class _ConvBase(Layer):
     blocks = {"convolution_param": _conv_fields()}
     bottoms = (1, None)
     tops = (1, None)
-    blobs = ("weight", "bias")
     kind = "conv"
+    drawn_fields = ("num_output", "kernel_size", "stride", "pad", "kernel_h", "kernel_w", "stride_h", "stride_w",
+                    "pad_h", "pad_w", "group", "dilation", "axis", "bias_term")
+    drawn_always = ("num_output", "kernel_size", "stride", "pad")
 
     def geometry(self):
         p = self.p
@@ -93,16 +95,22 @@ class _ConvBase(Layer):
                              found=f"{channels} channels", path=("convolution_param", "group"))
         return channels
 
-    def param_shapes(self, shapes):
+    def param_names(self):
+        return weight_and_bias(self.p["bias_term"])
+
+    def blob_specs(self, shapes):
         (kh, kw), *_ = self.geometry()
+        p = self.p
         weight = self.weight_shape(self._channels(shapes), kh, kw)
-        return {"weight": weight, "bias": (self.p["num_output"],)} if self.p["bias_term"] else {"weight": weight}
+        return self.blob_list(weight=(weight, p["weight_filler"], {"count": self.weight_count(weight)}),
+                              bias=((p["num_output"],), p["bias_filler"]))
 
-    def learnable_blobs(self, shapes=None):
-        return ("weight", "bias") if self.p["bias_term"] else ("weight",)
+    def weight_count(self, weight) -> int | None:
+        """Learnable values of the weight (None: all of them)."""
+        return None
 
-    def _init(self, module):
-        return fill_weight_and_bias(module, self.p["weight_filler"], self.p["bias_filler"])
+    def _init(self, module, shapes):
+        return fill_blobs(module, self.blob_specs(shapes))
 
 
 @register
@@ -141,12 +149,10 @@ class Convolution(_ConvBase):
             outs.append((n, self.p["num_output"], oh, ow))
         return outs
 
-    def param_shapes(self, shapes):
-        blobs = super().param_shapes(shapes)
-        if self.p["connection_table"]:
-            # Stored dense; only the table's connections are parameters (the rest is masked to zero).
-            blobs["weight"] = (self.p["num_output"], shapes[0][1]) + tuple(blobs["weight"][2:])
-        return blobs
+    def weight_count(self, weight):
+        # Stored dense (a table excludes groups); only the table's connections are learnt, the rest is masked to zero.
+        table = self.p["connection_table"]
+        return sum(len(row) for row in table) * weight[2] * weight[3] if table else None
 
     def _weights_per_output(self, shapes):
         (kh, kw), *_ = self.geometry()
@@ -164,12 +170,6 @@ class Convolution(_ConvBase):
         per_map = self._weights_per_output(shapes)
         return sum(n * h * w * (sum(per_map) + bias * c) for n, c, h, w in outs)
 
-    def param_count(self, blob, shape):
-        table = self.p["connection_table"]
-        if blob == "weight" and table:
-            return sum(len(row) for row in table) * shape[2] * shape[3]
-        return numel(shape)
-
     def build(self, shapes):
         import torch.nn as nn
         from .modules import MaskedConv2d
@@ -179,12 +179,12 @@ class Convolution(_ConvBase):
             module = _each_bottom(MaskedConv2d, len(shapes))(
                 channels, self.p["num_output"], (kh, kw), stride, pad, dilation, self.p["bias_term"],
                 self.p["connection_table"])
-            self._init(module)
+            self._init(module, shapes)
             module.apply_mask()
             return module
         module = _each_bottom(nn.Conv2d, len(shapes))(channels, self.p["num_output"], (kh, kw), stride, pad,
                                                       dilation, self.p["group"], self.p["bias_term"])
-        return self._init(module)
+        return self._init(module, shapes)
 
 
 @register
@@ -211,7 +211,7 @@ class Deconvolution(_ConvBase):
         module = _each_bottom(nn.ConvTranspose2d, len(shapes))(
             shapes[0][1], self.p["num_output"], (kh, kw), stride, pad, 0, self.p["group"], self.p["bias_term"],
             dilation)
-        return self._init(module)
+        return self._init(module, shapes)
 
 
 def _each_bottom(module_class, count):
@@ -240,6 +240,12 @@ class Pooling(Layer):
         "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility"),
     }}
     kind = "pool"
+    drawn_fields = ("kernel_size", "stride", "pad", "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w",
+                    "global_pooling")
+    drawn_always = ("kernel_size", "stride", "pad")
+
+    def type_text(self):
+        return f"{type(self).__name__} {self.p['pool']}"  # as Caffe's draw_net: (Pooling MAX)
 
     def _hw(self, name, default):
         p = self.p
@@ -314,6 +320,7 @@ class LRN(Layer):
         "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility"),
     }}
     kind = "norm"
+    drawn_fields = ("local_size", "alpha", "beta")
 
     def check(self):
         if self.p["local_size"] % 2 == 0:
@@ -322,6 +329,9 @@ class LRN(Layer):
     def infer(self, shapes):
         _spatial_input(shapes[0], "LRN")
         return [tuple(shapes[0])]
+
+    def macs(self, shapes, outs):
+        return None  # squares, a sum over the window and a power per element: not counted
 
     def build(self, shapes):
         import torch.nn as nn

@@ -1,4 +1,4 @@
-"""Export a net's deploy form (its TEST phase without data, loss and accuracy layers) to ONNX.
+"""Export a net's deploy form (its TEST phase without data, loss and metric layers) to ONNX.
 
 The data layers' tops that the remaining layers read become the ONNX graph's inputs, with the shapes the
 net file gives them; the tops nothing reads become its outputs. Needs the `onnx` extra
@@ -17,12 +17,22 @@ DEFAULT_OPSET = 18
 
 
 def deploy_graph(graph: Graph) -> Graph:
-    """The layers a deployed net runs: every layer but losses and accuracies, fed by the data tops it reads."""
-    layers = [spec for spec in graph.layers if not spec.impl.is_loss and spec.type != "Accuracy"]
-    consumed = {blob for spec in layers for blob in spec.bottoms}
-    produced = {top for spec in layers if not spec.impl.is_source for top in spec.tops}
+    """The layers a deployed net runs, as their classes say (Layer.deployed): the plain layers, without
+    losses and metrics, fed by the tops they read of the data layers that make them."""
+    kept = [spec for spec in graph.layers if spec.impl.deployed()]
+    consumed = {blob for spec in kept for blob in spec.bottoms}
+    layers = [spec for spec in kept if spec.impl.compiled() or consumed & set(spec.tops)]
+    produced = {top for spec in layers if spec.impl.compiled() for top in spec.tops}
     inputs = [blob for blob in graph.inputs if blob in consumed]
     return Graph(graph.name, graph.state, layers, inputs, sorted(produced - consumed))
+
+
+def check_exportable(graph: Graph) -> None:
+    """Every layer of a deploy graph must export (Layer.exportable)."""
+    refused = [spec.problem(f"{spec.type} layers cannot be exported to ONNX") for spec in graph.layers
+               if spec.impl.compiled() and not spec.impl.exportable]
+    if refused:
+        raise NetdefError(refused)
 
 
 def load_weights(net, state: dict, path):
@@ -50,6 +60,7 @@ def deploy_net(path, weights=None, level=0, stages=(), batch=None):
     if not graph.inputs:
         raise NetdefError(Problem(f"{path}: the TEST phase has no input that its layers read",
                                   expected="an Input or Data layer in the TEST phase"))
+    check_exportable(graph)
     info = infer(graph)
     if batch is not None:
         info = infer(graph, {blob: (batch,) + tuple(info.blob_shapes[blob][1:]) for blob in graph.inputs})

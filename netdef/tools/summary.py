@@ -1,9 +1,19 @@
-"""Summary tables and JSON: per layer, per block instance, and totals."""
+"""Summary tables and JSON: per layer, per block instance, and totals. A layer whose cost netdef does not
+model has MACs and connections None: `-` in the table, null in JSON; block rows and totals add the
+layers that count them."""
 from __future__ import annotations
 
 from ..front.infer import LayerInfo, NetInfo
 
 _FIELDS = ("params", "trainable", "macs", "connections", "memory")
+_COUNTED = ("macs", "connections")  # None where not counted
+
+
+def _add(total, value):
+    """A sum that stays None while nothing counted has been added."""
+    if value is None:
+        return total
+    return value if total is None else total + value
 
 
 def _shape_text(shapes) -> str:
@@ -17,11 +27,11 @@ def block_rows(info: NetInfo) -> list:
         for depth, (block, instance, pos) in enumerate(reversed(layer.via)):
             key = (instance, str(pos))
             row = rows.setdefault(key, {"name": instance, "block": block, "depth": depth, "layers": [],
-                                        "tops": [], "shapes": [], **{f: 0 for f in _FIELDS}})
+                                        "tops": [], "shapes": [], **{f: None if f in _COUNTED else 0 for f in _FIELDS}})
             row["layers"].append(layer.name)
             row["tops"], row["shapes"] = list(layer.tops), [list(s) for s in layer.shapes]
             for f in _FIELDS:
-                row[f] += getattr(layer, f)
+                row[f] = _add(row[f], getattr(layer, f))
     return list(rows.values())
 
 
@@ -56,7 +66,7 @@ def summary_dict(info: NetInfo) -> dict:
         "layers": [_layer_dict(layer) for layer in info.layers],
         "blocks": block_rows(info),
         "total_params": info.total_params, "trainable_params": info.trainable_params,
-        "total_macs": info.total_macs, "total_connections": sum(r.connections for r in info.layers),
+        "total_macs": info.total_macs, "total_connections": info.total_connections,
         "activation_memory": info.total_memory,
     }
 
@@ -75,12 +85,16 @@ def _memory(n: int) -> str:
     return f"{n} B"
 
 
+def _count(value) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
 def summary_table(info: NetInfo, blocks: bool = False) -> str:
     """The human table: one row per layer (or per outermost block instance), then totals."""
     rows = top_level_rows(info) if blocks else [_layer_dict(layer) for layer in info.layers]
     header = ("layer", "type", "output shape", "params", "MACs", "connections", "memory")
-    table = [header] + [(r["name"], r["type"], _shape_text(r["shapes"]), f"{r['params']:,}", f"{r['macs']:,}",
-                         f"{r['connections']:,}", _memory(r["memory"])) for r in rows]
+    table = [header] + [(r["name"], r["type"], _shape_text(r["shapes"]), f"{r['params']:,}", _count(r["macs"]),
+                         _count(r["connections"]), _memory(r["memory"])) for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     right = {3, 4, 5, 6}
 
@@ -88,7 +102,9 @@ def summary_table(info: NetInfo, blocks: bool = False) -> str:
         return "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
     out = [line(table[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in table[1:]]
     out.append("")
+    uncounted = sorted({layer.type for layer in info.layers if layer.macs is None})
     out.append(f"{info.graph.name} ({info.graph.state.phase}): {info.total_params:,} parameters "
                f"({info.trainable_params:,} trainable), {info.total_macs:,} MACs per sample "
-               f"({_human(info.total_macs)}), activations {_memory(info.total_memory)} per batch")
+               f"({_human(info.total_macs)}), activations {_memory(info.total_memory)} per batch"
+               + (f"; '-': not counted ({', '.join(uncounted)}: a cost netdef does not model)" if uncounted else ""))
     return "\n".join(line.rstrip() for line in out)

@@ -3,9 +3,9 @@ each layer (with torch.cuda.synchronize around every timing on a GPU), as `caffe
 
 Each layer runs on detached copies of its inputs, so that its backward is one `torch.autograd.backward`
 call on its own outputs: the time measured is that layer's backward alone (input and parameter
-gradients), and its input gradients are handed on to the layers that produced them. Source layers
-(Data, Input, DummyData) are not run: their tops are random tensors of the inferred shapes, and labels
-are valid class indices for the layer that reads them.
+gradients), and its input gradients are handed on to the layers that produced them. Data layers are not
+run: their tops are random tensors of the inferred shapes, and the tops a layer reads as class labels
+(Layer.label_classes) are valid class indices.
 """
 from __future__ import annotations
 
@@ -19,21 +19,24 @@ from ..build import module_name
 from ..front.infer import NetInfo
 
 FLOPS_PER_MAC = 2
-# Layers that read class labels: bottom index of the labels, parameter block with the class axis.
-LABEL_READERS = {"SoftmaxWithLoss": (1, "softmax_param"), "Accuracy": (1, "accuracy_param")}
+
+
+def label_classes(info: NetInfo) -> dict:
+    """Blob -> number of classes, for every blob a layer reads as class labels (the fewest classes when
+    several layers read it)."""
+    classes = {}
+    for spec, row in zip(info.graph.layers, info.layers):
+        for index, count in spec.impl.label_classes(row.in_shapes).items():
+            blob = spec.bottoms[index]
+            classes[blob] = min(count, classes.get(blob, count))
+    return classes
 
 
 def random_inputs(info: NetInfo, device, seed: int = 0) -> dict:
-    """A tensor for every net input: class indices where a loss or accuracy reads it as labels, else
-    standard normal values."""
+    """A tensor for every net input: class indices where a layer reads it as labels, else standard
+    normal values."""
     generator = torch.Generator().manual_seed(seed)
-    classes = {}
-    for spec in info.graph.layers:
-        if spec.type in LABEL_READERS:
-            index, block = LABEL_READERS[spec.type]
-            scores = info.blob_shapes[spec.bottoms[0]]
-            axis = spec.params[block]["axis"] % len(scores)
-            classes[spec.bottoms[index]] = scores[axis]
+    classes = label_classes(info)
     inputs = {}
     for blob in info.graph.inputs:
         shape = info.blob_shapes[blob]
@@ -47,7 +50,7 @@ def random_inputs(info: NetInfo, device, seed: int = 0) -> dict:
 class LayerTime:
     name: str
     type: str
-    flops: int  # forward FLOPs for the whole batch (2 per MAC)
+    flops: int | None  # forward FLOPs for the whole batch (2 per MAC); None: MACs not counted
     forward: list = field(default_factory=list)  # seconds, one per iteration
     backward: list = field(default_factory=list)
 
@@ -66,14 +69,13 @@ class Benchmark:
     def __init__(self, net, info: NetInfo, device="cpu", seed=0):
         self.net, self.info, self.device = net.to(device), info, torch.device(device)
         self.inputs = random_inputs(info, self.device, seed)
-        names = {module_name(spec.name): spec for spec in info.graph.layers}
+        rows = {module_name(row.name): row for row in info.layers}
         self.layers = {}
         for node in net.graph.nodes:
             if node.op == "call_module":
-                spec = names[node.target]
-                row = info.row(spec.name)
-                batch = row.shapes[0][0] if row.shapes and row.shapes[0] else 1
-                self.layers[node] = LayerTime(spec.name, spec.type, FLOPS_PER_MAC * row.macs * batch)
+                row = rows[node.target]
+                flops = None if row.macs is None else FLOPS_PER_MAC * row.macs * row.batch
+                self.layers[node] = LayerTime(row.name, row.type, flops)
         self.forward_times, self.backward_times = [], []
 
     def _sync(self):
