@@ -1,6 +1,7 @@
 """Fixtures shared by the test modules. Keep this small: helpers one module needs live in that module."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -73,3 +74,62 @@ def write_yaml(tmp_path):
         path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
         return path
     return write
+
+
+# ---------------------------------------------------------------- tests write only into temporary folders
+# At the end of a run, files that appeared in the checkout (untracked or ignored, outside caches) fail it:
+# a test wrote where it should not (use tmp_path, or monkeypatch.chdir(tmp_path) before running a command
+# that writes into the working folder, e.g. `netdef train`'s default run folder runs/<solver>). Set
+# NETDEF_TESTS_ALLOW_WRITES=1 to skip the check (e.g. while you or others create files in the checkout during
+# a run: those count too).
+
+STRAY_BEFORE = pytest.StashKey()  # set[str] | None: the stray files when the run started
+STRAY_NEW = pytest.StashKey()  # list[str]: those that appeared during the run
+CACHES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".ipynb_checkpoints")
+
+
+def stray_files():
+    """Untracked and ignored files of the checkout, caches left out; None without git."""
+    try:
+        result = subprocess.run(["git", "status", "--porcelain", "-z", "--ignored", "--untracked-files=all"],
+                                cwd=ROOT, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    found = set()
+    for entry in result.stdout.split("\0"):
+        if entry[:3] in ("?? ", "!! "):
+            parts = Path(entry[3:]).parts
+            if not any(part in CACHES or part.endswith(".egg-info") for part in parts):
+                found.add(entry[3:])
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config.stash[STRAY_BEFORE] = None if os.environ.get("NETDEF_TESTS_ALLOW_WRITES") else stray_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = session.config.stash.get(STRAY_BEFORE, None)
+    if before is None or hasattr(session.config, "workerinput"):
+        return
+    after = stray_files() or set()
+    new = sorted(after - before)
+    session.config.stash[STRAY_NEW] = new
+    if new and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    new = config.stash.get(STRAY_NEW, None)
+    if new:
+        terminalreporter.section("files written into the checkout", sep="=", red=True, bold=True)
+        terminalreporter.line(f"The run left {len(new)} new file(s) in {ROOT}; tests must write only under "
+                              "tmp_path (see tests/conftest.py):")
+        for path in new[:30]:
+            terminalreporter.line(f"  {path}")
+        if len(new) > 30:
+            terminalreporter.line(f"  ... and {len(new) - 30} more")
+        terminalreporter.line("(Files someone created by hand during the run count too: rerun, or set "
+                              "NETDEF_TESTS_ALLOW_WRITES=1 to skip this check.)")

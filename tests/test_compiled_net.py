@@ -10,12 +10,14 @@ import torch.distributed as dist
 import netdef
 from netdef.build import CompiledNet
 
+from conftest import ROOT
+
 SMALL = {"data": (2, 3, 64, 64), "label": (2,)}
 
 
 def resnet50():
     torch.manual_seed(0)
-    net = netdef.load_net("nets/resnet50.yaml", "TEST", input_shapes=SMALL)
+    net = netdef.load_net(ROOT / "nets/resnet50.yaml", "TEST", input_shapes=SMALL)
     with torch.no_grad():  # BatchNorm statistics of a trained net (Caffe's are 0 until trained: NaN outputs)
         for name, buffer in net.named_buffers():
             buffer.uniform_(0.5, 1.5) if name.endswith(("variance", "scale_factor")) else buffer.normal_(0, 0.1)
@@ -67,7 +69,7 @@ def test_torch_save_and_load_of_a_whole_compiled_resnet50():
 @pytest.mark.parametrize("path", ["nets/lenet5_1998.yaml", "nets/lenet.yaml", "nets/googlenet.yaml"])
 def test_every_module_of_a_net_pickles(path):
     """Scaled TanH, RBF and friends are plain modules (no lambdas), so a whole net pickles."""
-    net = netdef.load_net(path, "TRAIN")
+    net = netdef.load_net(ROOT / path, "TRAIN")
     loaded = torch.load(io.BytesIO(_saved(net)), weights_only=False)
     same_attributes(loaded, net)
 
@@ -82,7 +84,7 @@ def test_distributed_data_parallel_wraps_a_compiled_net(tmp_path):
     """One gloo process: DDP takes the net as it is, and the net's attributes stay reachable on .module."""
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
     try:
-        net = netdef.load_net("nets/lenet.yaml", "TRAIN", input_shapes={"data": (4, 1, 28, 28), "label": (4,)})
+        net = netdef.load_net(ROOT / "nets/lenet.yaml", "TRAIN", input_shapes={"data": (4, 1, 28, 28), "label": (4,)})
         wrapped = torch.nn.parallel.DistributedDataParallel(net)
         feed = {"data": torch.randn(4, 1, 28, 28), "label": torch.randint(0, 10, (4,))}
         loss = netdef.build.weighted_loss(wrapped(**feed), wrapped.module.loss_weights)

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_tiny_folder_solver_trains_and_ten_crop_tests(tmp_path, netdef_cli):
+def test_tiny_folder_solver_trains_and_ten_crop_tests(tmp_path, netdef_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run folder, runs/tiny_folder_solver, is in the working folder
     subprocess.run([sys.executable, str(ROOT / "tools/make_image_folder.py"), str(tmp_path / "data/tiny_images"),
                     "--train", "16", "--test", "5"], check=True, capture_output=True)
     (tmp_path / "nets").mkdir()
