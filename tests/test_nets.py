@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import netdef
 from netdef.layers.rbf import bitmap_code
 
 from conftest import ROOT, SHIPPED_BLOCK_LIBRARIES, shipped_paths
+from solver_helpers import one_thread  # noqa: F401  (a fixture)
 
 NETS = ROOT / "nets"
 
@@ -226,17 +228,24 @@ def test_nets_check():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.slow
-def test_lenet5_1998_trains_to_95_percent(tmp_path):
-    """The paper's net on the bundled 4,000 training digits, tested on the 1,000 test digits."""
-    solver = tmp_path / "solver.yaml"
+def test_lenet5_1998_solver_learns_the_bundled_digits(tmp_path, monkeypatch, netdef_cli, one_thread):
+    """The shipped solver on the paper's net, cut to 100 iterations (of 1,500), tested on 200 digits: the
+    smoothed loss falls to well under half and the test accuracy climbs far above chance. The full run, 95%
+    or more on the 1,000 test digits, is measured by tools/bench_lenet5.py."""
     text = (ROOT / "solvers" / "lenet5_1998_solver.yaml").read_text()
     text = text.replace("../nets/lenet5_1998.yaml", str(net_path("lenet5_1998")))
     text = text.replace("../runs/lenet5_1998/lenet5_1998", str(tmp_path / "lenet5"))
-    solver.write_text(text + f"log_dir: {tmp_path / 'log'}\n")
-    result = subprocess.run([sys.executable, "-m", "netdef", "train", str(solver)], capture_output=True,
-                            text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    accuracies = [float(line.rsplit("=", 1)[1]) for line in (result.stdout + result.stderr).splitlines()
-                  if "Test net output" in line and "accuracy =" in line]
-    assert accuracies and accuracies[-1] >= 0.95, accuracies
+    for field, value in {"max_iter": 100, "test_interval": 100, "test_iter": 2, "display": 10}.items():
+        text, found = re.subn(rf"^{field}: \d+$", f"{field}: {value}", text, flags=re.M)
+        assert found == 1, field
+    solver = tmp_path / "solver.yaml"
+    solver.write_text(text + f"average_loss: 10\nlog_dir: {tmp_path / 'log'}\n")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = netdef_cli("train", solver)
+    assert status == 0, err[-2000:]
+    losses = [float(x) for x in re.findall(r"^Iteration \d+ \(.*\), loss = (\S+)$", out, re.M)]
+    accuracies = [float(x) for x in re.findall(r"Test net output #\d+: accuracy = (\S+)", out)]
+    assert len(losses) == 10 and len(accuracies) == 2, out[-2000:]
+    # losses[1]: the mean of iterations 1-10; losses[-1] of 81-90
+    assert math.isfinite(losses[-1]) and losses[-1] < losses[1] / 2, losses
+    assert accuracies[0] < 0.2 and accuracies[-1] >= 0.6, accuracies
