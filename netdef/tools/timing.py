@@ -1,7 +1,8 @@
 """`netdef time`: Caffe's benchmark. Runs a compiled net layer by layer, forward then backward, timing
 each layer (with torch.cuda.synchronize around every timing on a GPU), as `caffe time` does.
 
-Each layer runs on detached copies of its inputs, so that its backward is one `torch.autograd.backward`
+The forward is a torch.fx.Interpreter over the compiled net's graph that times every layer (call_module
+node) and runs it on detached copies of its inputs, so that its backward is one `torch.autograd.backward`
 call on its own outputs: the time measured is that layer's backward alone (input and parameter
 gradients), and its input gradients are handed on to the layers that produced them. Data layers are not
 run: their tops are random tensors of the inferred shapes, and the tops a layer reads as class labels
@@ -9,11 +10,11 @@ run: their tops are random tensors of the inferred shapes, and the tops a layer 
 """
 from __future__ import annotations
 
-import operator
 import time
 from dataclasses import dataclass, field
 
 import torch
+import torch.fx as fx
 
 from ..build import module_name
 from ..front.infer import NetInfo
@@ -63,6 +64,30 @@ class _Call:
     outputs: tuple
 
 
+class _LayerByLayer(fx.Interpreter):
+    """Runs the compiled net's graph, timing each layer's forward on detached copies of its inputs and
+    keeping, per layer, what its own backward needs."""
+
+    def __init__(self, bench: Benchmark):
+        super().__init__(bench.net)
+        self.bench, self.record, self.calls, self.node = bench, False, [], None
+
+    def run_node(self, node):
+        self.node = node
+        return super().run_node(node)
+
+    def call_module(self, target, args, kwargs):
+        detached = [a.detach().requires_grad_() if isinstance(a, torch.Tensor) and a.requires_grad else None
+                    for a in args]
+        args = tuple(d if d is not None else a for d, a in zip(detached, args))
+        start = self.bench.clock()
+        out = super().call_module(target, args, kwargs)
+        if self.record:
+            self.bench.layers[self.node].forward.append(self.bench.clock() - start)
+        self.calls.append(_Call(self.node, detached, out if isinstance(out, tuple) else (out,)))
+        return out
+
+
 class Benchmark:
     """Times a compiled net (netdef.load_net) on random inputs, layer by layer."""
 
@@ -76,38 +101,26 @@ class Benchmark:
                 row = rows[node.target]
                 flops = None if row.macs is None else FLOPS_PER_MAC * row.macs * row.batch
                 self.layers[node] = LayerTime(row.name, row.type, flops)
+        blobs = {name: blob for blob, name in net.input_names.items()}
+        self.arguments = [self.inputs[blobs[node.target]] for node in net.graph.nodes if node.op == "placeholder"]
+        self.interpreter = _LayerByLayer(self)
         self.forward_times, self.backward_times = [], []
 
     def _sync(self):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _clock(self) -> float:
+    def clock(self) -> float:
         self._sync()
         return time.perf_counter()
 
     def forward(self, record: bool):
-        """Runs every layer in order; returns (values by node, calls in order, loss or None)."""
-        values, calls = {}, []
-        for node in self.net.graph.nodes:
-            if node.op == "placeholder":
-                values[node] = self.inputs[next(b for b, n in self.net.input_names.items() if n == node.target)]
-            elif node.op == "call_function" and node.target is operator.getitem:
-                values[node] = values[node.args[0]][node.args[1]]
-            elif node.op == "call_module":
-                args = [values[a] for a in node.args]
-                detached = [a.detach().requires_grad_() if a.requires_grad else None for a in args]
-                start = self._clock()
-                out = self.net.get_submodule(node.target)(*[d if d is not None else a for d, a in zip(detached, args)])
-                if record:
-                    self.layers[node].forward.append(self._clock() - start)
-                values[node] = out
-                calls.append(_Call(node, detached, out if isinstance(out, tuple) else (out,)))
-            elif node.op == "output":
-                outputs = {blob: values[n] for blob, n in node.args[0].items()}
+        """Runs every layer in order; returns (outputs by blob, calls in order, loss gradients by blob)."""
+        self.interpreter.record, self.interpreter.calls = record, []
+        outputs = self.interpreter.run(*self.arguments)
         loss_grads = {blob: torch.full_like(outputs[blob], weight) for blob, weight in self.net.loss_weights.items()
                       if outputs[blob].requires_grad}
-        return outputs, calls, loss_grads
+        return outputs, self.interpreter.calls, loss_grads
 
     def backward(self, outputs, calls, loss_grads, record: bool):
         """Each layer's backward in reverse order, fed by the gradients its consumers produced."""
@@ -126,10 +139,10 @@ class Benchmark:
                 if record:
                     self.layers[call.node].backward.append(0.0)
                 continue  # nothing downstream needs this layer's gradient, as Caffe skips it
-            start = self._clock()
+            start = self.clock()
             torch.autograd.backward([p[0] for p in pairs], [p[1] for p in pairs])
             if record:
-                self.layers[call.node].backward.append(self._clock() - start)
+                self.layers[call.node].backward.append(self.clock() - start)
             for arg, leaf in zip(call.node.args, call.inputs):
                 if leaf is not None and leaf.grad is not None and arg.op != "placeholder":
                     add(arg, leaf.grad)
@@ -138,11 +151,11 @@ class Benchmark:
         """One forward and backward; returns the loss (None without one)."""
         for parameter in self.net.parameters():
             parameter.grad = None
-        start = self._clock()
+        start = self.clock()
         outputs, calls, loss_grads = self.forward(record)
-        middle = self._clock()
+        middle = self.clock()
         self.backward(outputs, calls, loss_grads, record)
-        end = self._clock()
+        end = self.clock()
         if record:
             self.forward_times.append(middle - start)
             self.backward_times.append(end - middle)
