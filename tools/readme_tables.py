@@ -33,13 +33,14 @@ def _fields(fields: dict) -> str:
 
 
 def layer_table() -> str:
-    rows = ["| type | what | bottoms → tops | parameter blocks and fields (default) |", "|---|---|---|---|"]
+    rows = ["| type | what | role | bottoms → tops | parameter blocks and fields (default) |", "|---|---|---|---|---|"]
     for name in sorted(LAYERS):
         cls = LAYERS[name]
         arity = "{} → {}".format(*["{}{}".format(lo, "" if hi == lo else ("+" if hi is None else f"–{hi}"))
                                    for lo, hi in (cls.bottoms, cls.tops)])
         blocks = "; ".join(f"`{key}`: {_fields(fields)}" for key, fields in cls.blocks.items()) or "–"
-        rows.append(f"| `{name}` | {cls.summary} | {arity} | {blocks} |")
+        role = cls.role + (", net output" if cls.net_output else "") + ("" if cls.exportable else ", no ONNX")
+        rows.append(f"| `{name}` | {cls.summary} | {role} | {arity} | {blocks} |")
     return "\n".join(rows)
 
 
