@@ -111,3 +111,10 @@ layers:
     assert [spec.name for spec in graph.layers] == ["data", "fc", "prob", "best"]
     assert graph.inputs == ["data"] and graph.outputs == ["best", "prob"]
     assert [name for name, _ in net.named_children()] == ["fc", "prob", "best"]
+
+
+def test_a_layer_its_class_calls_unexportable_is_a_clear_error(monkeypatch):
+    from netdef.layers import LAYERS
+    monkeypatch.setattr(LAYERS["InnerProduct"], "exportable", False)
+    with pytest.raises(netdef.NetdefError, match="InnerProduct layers cannot be exported to ONNX"):
+        deploy_net(ROOT / "nets" / "lenet.yaml")
