@@ -1,1 +1,3 @@
-"""Training: the solver file (config), Caffe's update rules and lr policies, snapshots, and the loop."""
+"""Training: the solver file (config), Caffe's update rules and lr policies (updates, lr_policy), the run's
+state and its snapshots (state, snapshot), and the loop (solver, with device, nets, evaluate, log,
+run_folder and signals)."""
