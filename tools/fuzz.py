@@ -146,6 +146,7 @@ class Case:
 
 
 def make_case(number: int, seed: int = 0) -> Case:
+    """Case `number` of a run: the same seed and number always give the same mutation."""
     rng = random.Random(f"{seed}:{number}")
     file = rng.choice(SHIPPED)
     text = (ROOT / file).read_text(encoding="utf-8")
@@ -189,10 +190,13 @@ def _crash_site(exc: BaseException) -> str:
 
 def _run_check(path: Path) -> Outcome:
     from netdef.cli import main
+    from netdef.errors import NetdefError
     out = io.StringIO()
     try:
         with redirect_stdout(out), redirect_stderr(out):
-            status = main(["check", str(path)])
+            status = main(["--debug", "check", str(path)])  # --debug: what escapes keeps its traceback
+    except NetdefError:
+        return Outcome("clean")
     except MemoryError as exc:
         return Outcome("memory", _crash_site(exc), "".join(traceback.format_exception(exc))[-3000:])
     except (Exception, SystemExit) as exc:  # noqa: BLE001  (anything that escapes is a finding)

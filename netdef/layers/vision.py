@@ -154,21 +154,23 @@ class Convolution(_ConvBase):
         table = self.p["connection_table"]
         return sum(len(row) for row in table) * weight[2] * weight[3] if table else None
 
-    def _weights_per_output(self, shapes):
+    def _weights_of_all_outputs(self, shapes):
+        """Weights feeding one position of every output map together (arithmetic, not a list per map:
+        a fuzzed num_output of 10**20 must not allocate)."""
         (kh, kw), *_ = self.geometry()
         table = self.p["connection_table"]
         if table:
-            return [len(row) * kh * kw for row in table]
-        return [shapes[0][1] // self.p["group"] * kh * kw] * self.p["num_output"]
+            return sum(len(row) for row in table) * kh * kw
+        return shapes[0][1] // self.p["group"] * kh * kw * self.p["num_output"]
 
     def macs(self, shapes, outs):
-        per_map = self._weights_per_output(shapes)
-        return sum(n * h * w * sum(per_map) for n, c, h, w in outs)
+        weights = self._weights_of_all_outputs(shapes)
+        return sum(n * h * w * weights for n, c, h, w in outs)
 
     def connections(self, shapes, outs):
         bias = 1 if self.p["bias_term"] else 0
-        per_map = self._weights_per_output(shapes)
-        return sum(n * h * w * (sum(per_map) + bias * c) for n, c, h, w in outs)
+        weights = self._weights_of_all_outputs(shapes)
+        return sum(n * h * w * (weights + bias * c) for n, c, h, w in outs)
 
     def build(self, shapes):
         import torch.nn as nn
