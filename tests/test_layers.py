@@ -112,7 +112,7 @@ def check_layer(tmp_path, layer_type, params=None, input_shapes=(), *, tops=1, l
     row = info.row(LAYER)
     spec = info.graph.layer(LAYER)
 
-    if spec.impl.is_source:
+    if not spec.impl.compiled():
         fed = source_batch(spec.impl) if layer_type != "Input" else [torch.randn(s) for s in row.shapes]
         inputs = dict(zip(spec.tops, fed))
     else:
@@ -123,7 +123,7 @@ def check_layer(tmp_path, layer_type, params=None, input_shapes=(), *, tops=1, l
 
     for top, shape in zip(row.tops, row.shapes):
         assert tuple(outputs[top].shape) == tuple(shape), f"{layer_type} top {top}: rule {shape}, real {tuple(outputs[top].shape)}"
-    if not spec.impl.is_source:
+    if spec.impl.compiled():
         module = net.get_submodule(module_name(LAYER))
         assert row.params == learnable_count(module), f"{layer_type}: summary {row.params} params"
         if backward:

@@ -2,6 +2,7 @@
 layers dashed), with each layer's key parameters, output shape, parameters and MACs. Formats: SVG, a
 self-contained HTML page (pan, zoom, details on hover), DOT, PNG, PDF; all without Graphviz."""
 from ..draw import FORMATS, RANKDIRS, draw_file
+from .common import add_level_stage_arguments
 
 
 def add_arguments(parser):
@@ -14,8 +15,7 @@ def add_arguments(parser):
                         help="layers of one phase, or of both (ALL, the default, as Caffe)")
     parser.add_argument("--collapse-blocks", action="store_true",
                         help="draw each outermost block instance as one node (parameters and MACs summed)")
-    parser.add_argument("--level", type=int, default=0, help="net state level (Caffe's -level)")
-    parser.add_argument("--stage", action="append", default=[], help="net state stage (repeatable)")
+    add_level_stage_arguments(parser)
 
 
 def run(args) -> int:

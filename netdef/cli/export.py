@@ -1,8 +1,8 @@
 """Export a net's TEST phase, without its data, loss and accuracy layers, to an ONNX file (checked
 with onnx.checker). The data tops the net reads become the model's inputs; open the file in Netron to
 look at it."""
-from ..errors import NetdefError, Problem
 from ..tools.export import DEFAULT_OPSET, export_onnx
+from .common import add_batch_argument, add_level_stage_arguments, check_batch
 
 
 def add_arguments(parser):
@@ -11,17 +11,15 @@ def add_arguments(parser):
                                           "without it the fillers' initial weights are exported")
     parser.add_argument("-o", "--output", required=True, help="ONNX file to write (model.onnx)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--batch", type=int, help="batch size of every input (default: the net's)")
-    parser.add_argument("--level", type=int, default=0, help="net state level (Caffe's -level)")
-    parser.add_argument("--stage", action="append", default=[], help="net state stage (repeatable)")
+    add_batch_argument(parser)
+    add_level_stage_arguments(parser)
 
 
 def run(args) -> int:
-    if args.batch is not None and args.batch < 1:
-        raise NetdefError(Problem("--batch must be at least 1", found=str(args.batch)))
+    check_batch(args)
     graph, info = export_onnx(args.net, args.output, args.weights, args.opset, args.level, tuple(args.stage), args.batch)
     inputs = ", ".join(f"{b} {list(info.blob_shapes[b])}" for b in graph.inputs)
     outputs = ", ".join(f"{b} {list(info.blob_shapes[b])}" for b in graph.outputs)
-    layers = sum(not spec.impl.is_source for spec in graph.layers)
+    layers = sum(spec.impl.compiled() for spec in graph.layers)
     print(f"{args.output}: ONNX opset {args.opset}, {layers} layers; inputs {inputs}; outputs {outputs}")
     return 0

@@ -4,6 +4,7 @@ the total and its achieved GFLOP/s (2 FLOPs per MAC of the summary), then the av
 replaced by random inputs of their shapes (labels as class indices)."""
 from .. import compile_info
 from ..errors import NetdefError, Problem
+from ..text import table
 from .common import add_batch_argument, add_state_arguments, batch_info
 
 
@@ -27,11 +28,7 @@ def layer_table(layers, total_ms) -> str:
         rate = f"{layer.flops / forward / 1e6:.2f}" if layer.flops and forward > 0 else "-"
         rows.append((layer.name, layer.type, f"{forward:.3f}", f"{backward:.3f}",
                      f"{100 * (forward + backward) / total_ms:.1f}%" if total_ms else "-", rate))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(table(rows, right=range(2, len(header))))
 
 
 def run(args) -> int:

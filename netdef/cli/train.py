@@ -4,6 +4,7 @@ weights (fine-tuning, copied by layer name). SIGINT stops after a snapshot, SIGH
 from pathlib import Path
 
 from ..train.signals import SIGNAL_EFFECTS
+from .common import add_level_stage_arguments
 
 
 def add_arguments(parser):
@@ -15,8 +16,7 @@ def add_arguments(parser):
     parser.add_argument("--net", help="train this net file instead of the solver's `net` (e.g. another VGG or "
                                       "ResNet depth with the same solver)")
     parser.add_argument("--device", help="override the solver's device (auto, cpu, cuda, cuda:N)")
-    parser.add_argument("--level", type=int, default=0, help="TRAIN net state level (Caffe's -level)")
-    parser.add_argument("--stage", action="append", default=[], help="TRAIN net state stage (repeatable)")
+    add_level_stage_arguments(parser, "TRAIN net state")
     parser.add_argument("--sigint-effect", choices=SIGNAL_EFFECTS, default="stop",
                         help="on SIGINT (Ctrl-C): stop (after the closing snapshot), snapshot and go on, or "
                              "nothing (default stop)")

@@ -144,7 +144,7 @@ class DataFeed:
     def __init__(self, graph, input_names: dict, phase: str, seed: int, device):
         self.sources = []  # (layer name, reader, the net's argument name for each top)
         for spec in graph.layers:
-            if not spec.impl.is_source:
+            if spec.impl.compiled():
                 continue
             try:
                 reader = spec.impl.reader(phase, seed, device)

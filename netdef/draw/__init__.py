@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NetdefError, Problem
-from .model import PHASES, Drawing, add_phase, human, mark_phases
+from ..text import human
+from .model import PHASES, Drawing, add_phase, mark_phases
 
 FORMATS = ("svg", "html", "dot", "png", "pdf")
 RANKDIRS = ("TB", "LR", "BT", "RL")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..text import human, shape_text
 from ..tools.summary import block_rows
 
 PHASES = ("TRAIN", "TEST")
@@ -49,17 +50,6 @@ class Drawing:
 
     def __post_init__(self):
         self._edge_set = set()
-
-
-def human(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{n:g}"
-
-
-def shape_text(shape) -> str:
-    return "x".join(str(d) for d in shape) if shape else "scalar"
 
 
 def key_parameters(spec) -> str:

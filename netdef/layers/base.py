@@ -110,11 +110,6 @@ class Layer:
     drawn_fields: ClassVar[tuple] = ()  # fields a drawing shows (in this order) when the file sets them
     drawn_always: ClassVar[tuple] = ()  # of those, the ones shown at their default too (first block only)
     summary: ClassVar[str] = ""  # one line for the README's layer table
-    is_source: ClassVar[bool] = False  # derived from role (role == DATA), for the data readers
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls.is_source = cls.role == DATA
 
     def __init__(self, spec):
         self.spec = spec

@@ -17,7 +17,7 @@ CROPS = 10
 
 def _crop_size(graph) -> int:
     sizes = {spec.params["transform_param"]["crop_size"] for spec in graph.layers
-             if spec.impl.is_source and "transform_param" in spec.params}
+             if not spec.impl.compiled() and "transform_param" in spec.params}
     sizes.discard(0)
     if len(sizes) != 1:
         raise NetdefError(Problem("--oversample needs the TEST net's data layers to crop (one crop_size)",
@@ -29,7 +29,7 @@ def _crop_size(graph) -> int:
 def _score_producers(graph) -> list:
     """(layer that last writes a score blob, the blob) for every blob that is the first bottom of a layer
     reading the labels (a source layer's second top)."""
-    labels = {spec.tops[1] for spec in graph.layers if spec.impl.is_source and len(spec.tops) > 1}
+    labels = {spec.tops[1] for spec in graph.layers if not spec.impl.compiled() and len(spec.tops) > 1}
     producers = {}
     for position, spec in enumerate(graph.layers):
         if len(spec.bottoms) > 1 and labels & set(spec.bottoms[1:]) and spec.bottoms[0] not in labels:
@@ -77,7 +77,7 @@ def ten_crop_feed(net, graph, device) -> TenCropFeed:
     crop = _crop_size(graph)
     images = set()
     for spec in graph.layers:
-        if spec.impl.is_source and "transform_param" in spec.params:
+        if not spec.impl.compiled() and "transform_param" in spec.params:
             spec.params["transform_param"]["crop_size"] = 0
             images.add(net.input_names[spec.tops[0]])
     return TenCropFeed(DataFeed(graph, net.input_names, graph.state.phase, 0, device), images, crop)

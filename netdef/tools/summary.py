@@ -4,6 +4,8 @@ layers that count them."""
 from __future__ import annotations
 
 from ..front.infer import LayerInfo, NetInfo
+from ..text import human, memory, shape_text
+from ..text import table as table_lines
 
 _FIELDS = ("params", "trainable", "macs", "connections", "memory")
 _COUNTED = ("macs", "connections")  # None where not counted
@@ -17,7 +19,7 @@ def _add(total, value):
 
 
 def _shape_text(shapes) -> str:
-    return " ".join("x".join(str(d) for d in s) if s else "scalar" for s in shapes)
+    return " ".join(shape_text(s) for s in shapes)
 
 
 def block_rows(info: NetInfo) -> list:
@@ -71,20 +73,6 @@ def summary_dict(info: NetInfo) -> dict:
     }
 
 
-def _human(n: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(int(n))
-
-
-def _memory(n: int) -> str:
-    for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
 def _count(value) -> str:
     return "-" if value is None else f"{value:,}"
 
@@ -94,17 +82,12 @@ def summary_table(info: NetInfo, blocks: bool = False) -> str:
     rows = top_level_rows(info) if blocks else [_layer_dict(layer) for layer in info.layers]
     header = ("layer", "type", "output shape", "params", "MACs", "connections", "memory")
     table = [header] + [(r["name"], r["type"], _shape_text(r["shapes"]), f"{r['params']:,}", _count(r["macs"]),
-                         _count(r["connections"]), _memory(r["memory"])) for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    right = {3, 4, 5, 6}
-
-    def line(row):
-        return "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-    out = [line(table[0]), "  ".join("-" * w for w in widths)] + [line(row) for row in table[1:]]
+                         _count(r["connections"]), memory(r["memory"])) for r in rows]
+    out = table_lines(table, right={3, 4, 5, 6})
     out.append("")
     uncounted = sorted({layer.type for layer in info.layers if layer.macs is None})
     out.append(f"{info.graph.name} ({info.graph.state.phase}): {info.total_params:,} parameters "
                f"({info.trainable_params:,} trainable), {info.total_macs:,} MACs per sample "
-               f"({_human(info.total_macs)}), activations {_memory(info.total_memory)} per batch"
+               f"({human(info.total_macs)}), activations {memory(info.total_memory)} per batch"
                + (f"; '-': not counted ({', '.join(uncounted)}: a cost netdef does not model)" if uncounted else ""))
     return "\n".join(line.rstrip() for line in out)

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from ..errors import NetdefError, Problem
+from ..text import table as table_lines
 
 FORMAT = "netdef-snapshot"
 VERSION = 1
@@ -168,8 +169,7 @@ def weights_table(rows: list) -> str:
         return "-" if s is None else ("x".join(map(str, s)) or "scalar")
     table = [("layer", "blob", "status", "file shape", "net shape")]
     table += [(layer, blob, status, shape(f), shape(n)) for layer, blob, status, f, n in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
+    lines = table_lines(table, rule=False)
     counts = {status: sum(1 for row in rows if row[2] == status)
               for status in ("copied", "shape mismatch", "missing in file", "not in net")}
     lines.append(f"{counts['copied']} blobs copied, {counts['shape mismatch']} shape mismatches, "
