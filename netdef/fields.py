@@ -48,6 +48,14 @@ class Field:
             schema = {"anyOf": [schema, _template(defs)]}
         return schema
 
+    def must_be_given(self) -> bool:
+        """Required, or a block without a default that holds a required field (InnerProduct without its
+        inner_product_param has no num_output)."""
+        if self.required:
+            return True
+        return self.kind == "block" and self.default is None and not self.repeated \
+            and any(f.must_be_given() for f in self.fields.values())
+
     def schema(self, templates=False, defs=None) -> dict:
         """The field's JSON Schema. With `defs` (a dict), shared blocks are filed there and referenced."""
         item = self._scalar_schema(templates, defs)
@@ -98,7 +106,7 @@ def block_schema(fields: dict, templates=False, defs=None) -> dict:
     schema = {"type": "object",
               "properties": {name: f.schema(templates, defs) for name, f in fields.items()},
               "additionalProperties": False}
-    required = [name for name, f in fields.items() if f.required]
+    required = [name for name, f in fields.items() if f.must_be_given()]
     if required:
         schema["required"] = required
     return schema
