@@ -174,3 +174,10 @@ def test_a_fifo_is_not_read(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(NetdefError, match="is not a regular file"):
         load_yaml(fifo)
+
+
+def test_a_solver_naming_a_system_file_as_its_net_does_not_quote_it(tmp_path, capsys):
+    solver = write(tmp_path, "net: /etc/passwd\nbase_lr: 0.1\nmax_iter: 1\n", "solver.yaml")
+    assert main(["check", str(solver)]) == 2
+    err = capsys.readouterr().err
+    assert "a net file must be a mapping with 'name' and 'layers' (found text)" in err and "root:" not in err

@@ -206,8 +206,9 @@ def validate_document(data, source) -> None:
     """Check a whole net file before block expansion; raises NetdefError with all problems found."""
     root = Origin(source, ())
     if not isinstance(data, dict):
-        raise NetdefError(Problem("a net file must be a mapping with 'name' and 'layers'", root.pos(),
-                                  found=show(data)))
+        # The kind of value only, never its text: the file may be one that is not a net at all (/etc/passwd).
+        found = {str: "text", list: "a list", type(None): "nothing"}.get(type(data), "a single value")
+        raise NetdefError(Problem("a net file must be a mapping with 'name' and 'layers'", root.pos(), found=found))
     problems = schema_problems(_validator("document", True), data, root)
     for prefix, entries in _entry_lists(data):
         in_block = prefix[0] == "blocks"
