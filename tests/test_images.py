@@ -202,3 +202,16 @@ def test_unreadable_images_stop_or_are_skipped_with_a_count(tmp_path, capsys):
     assert "skipped 2 of 12 images" in capsys.readouterr().out
     assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
 
+
+
+def test_a_list_line_outside_the_root_folder_is_refused(tmp_path):
+    from netdef.data.images import read_list
+    from netdef.errors import NetdefError
+    (tmp_path / "root").mkdir()
+    listing = tmp_path / "root" / "list.txt"
+    listing.write_text("a.jpg 0\n../secret.jpg 1\n/etc/passwd 2\n")
+    with pytest.raises(NetdefError) as caught:
+        read_list(listing, tmp_path / "root")
+    assert [(p.pos.line, p.message.split(" is outside")[0]) for p in caught.value.problems] == \
+        [(2, "image ../secret.jpg"), (3, "image /etc/passwd")]
+    assert len(read_list(listing, tmp_path / "root", allow_outside_root=True)) == 3

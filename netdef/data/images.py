@@ -41,9 +41,11 @@ class Sample:
         return Problem(where + message, self.pos, **kw)
 
 
-def read_list(list_file: Path, root: Path) -> list:
+def read_list(list_file: Path, root: Path, allow_outside_root: bool = False) -> list:
     """Caffe's ImageData list: `relative/path.jpg LABEL` per line, split at the last whitespace; blank
-    lines are skipped. Every malformed line is reported at once, as LIST:LINE:COL."""
+    lines are skipped. Every malformed line is reported at once, as LIST:LINE:COL. A path that leaves
+    `root` (../, an absolute path, a link out) is a problem unless `allow_outside_root`."""
+    inside = Path(root).resolve()
     try:
         text = Path(list_file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -66,7 +68,13 @@ def read_list(list_file: Path, root: Path) -> list:
                                                                        indent + match.start("label") + 1),
                                     expected="an integer class index", found=repr(label_text)))
             continue
-        samples.append(Sample(root / match["path"], label, Pos(str(list_file), number, indent + 1)))
+        path = root / match["path"]
+        if not allow_outside_root and not path.resolve().is_relative_to(inside):
+            problems.append(Problem(f"image {match['path']} is outside the root folder {inside}",
+                                    Pos(str(list_file), number, indent + 1),
+                                    hint="set image_data_param.allow_outside_root: true to allow it"))
+            continue
+        samples.append(Sample(path, label, Pos(str(list_file), number, indent + 1)))
     if problems:
         raise NetdefError(problems)
     if not samples:

@@ -17,6 +17,8 @@ IMAGE_DATA_FIELDS = {
                         "file from tools/convert_imageset.py; relative to this net file", required=True),
     "root_folder": Str("", "folder the list's paths are relative to (relative to this net file); "
                            "empty: the list file's folder"),
+    "allow_outside_root": Bool(False, "netdef: let list lines name images outside root_folder (../x.jpg, "
+                                      "/abs/x.jpg)"),
     "batch_size": Int(1, "images per batch", minimum=1),
     "shuffle": Bool(False, "reshuffle the images at every epoch (seeded by the solver's random_seed)"),
     "new_height": Int(0, "resize (warp) every image to new_height x new_width (both or neither)", minimum=0),
@@ -62,7 +64,7 @@ class ImageSource:
                 samples, _ = folder_samples(self.path)
             elif self.path.is_file():
                 root = self.layer.spec.base_dir / p["root_folder"] if p["root_folder"] else self.path.parent
-                samples = read_list(self.path, root)
+                samples = read_list(self.path, root, p["allow_outside_root"])
             else:
                 raise ShapeError(f"image source '{p['source']}' does not exist (looked at {self.path})",
                                  path=("image_data_param", "source"),
