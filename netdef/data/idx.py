@@ -1,8 +1,10 @@
 """The IDX file format of MNIST (gzipped or not): header reading and whole-file loading."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 _DTYPES = {0x08: ("B", 1), 0x09: ("b", 1), 0x0B: (">h", 2), 0x0C: (">i", 4), 0x0D: (">f", 4), 0x0E: (">d", 8)}
@@ -23,14 +25,26 @@ def _header(stream, path):
     if len(head) != 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES:
         raise IdxError(f"{path} is not an IDX file (bad magic number)")
     ndim = head[3]
-    dims = struct.unpack(f">{ndim}I", stream.read(4 * ndim))
-    return head[2], dims
+    raw = stream.read(4 * ndim)
+    if len(raw) != 4 * ndim:
+        raise IdxError(f"{path} is truncated: its header ends before its {ndim} dimensions")
+    return head[2], struct.unpack(f">{ndim}I", raw)
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """The file's stream; a damaged gzip stream is an IdxError naming the file, not a zlib traceback."""
+    try:
+        with _open(path) as stream:
+            yield stream
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise IdxError(f"{path} is a damaged or truncated gzip file ({exc})") from None
 
 
 def idx_shape(path) -> tuple:
     """The dimensions written in an IDX file's header, without reading its data."""
     path = Path(path)
-    with _open(path) as stream:
+    with _reading(path) as stream:
         return _header(stream, path)[1]
 
 
@@ -39,7 +53,7 @@ def read_idx(path):
     import numpy as np
     import torch
     path = Path(path)
-    with _open(path) as stream:
+    with _reading(path) as stream:
         code, dims = _header(stream, path)
         data = stream.read()
     fmt, size = _DTYPES[code]
