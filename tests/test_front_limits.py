@@ -67,6 +67,7 @@ def test_a_file_past_the_size_limit_is_refused_before_it_is_read_whole(tmp_path,
 @pytest.mark.parametrize("expression, message", [
     ("9**9**9", "is too large"), ("10 ** 10 ** 10", "is too large"), ("'a' * 10**10", "product is too large"),
     ("[1] * 10**9", "product is too large"), ("str(10**5000)", "is too large"),
+    ("[[1] * 1000] * 1000", "too large"), ("[[[0] * 100] * 100] * 100", "too large"),
     ("-(" * 300 + "1" + ")" * 300, "cannot parse"), ("x" * 2000, "longer than"),
 ])
 def test_template_evaluation_is_bounded(expression, message):

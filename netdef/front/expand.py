@@ -63,9 +63,22 @@ def _parse(expression: str):
 
 
 def _too_big(value) -> bool:
+    """Past the limits: an integer of too many bits, or a string or list of too many items, counting the
+    items of nested lists each time they appear (`[[1] * 1000] * 1000` holds a million)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value.bit_length() > MAX_TEMPLATE_BITS
-    return isinstance(value, (str, list)) and len(value) > MAX_TEMPLATE_ITEMS
+    if isinstance(value, str):
+        return len(value) > MAX_TEMPLATE_ITEMS
+    if not isinstance(value, list):
+        return False
+    count, stack = 0, [value]
+    while stack:
+        items = stack.pop()
+        count += len(items)
+        if count > MAX_TEMPLATE_ITEMS:
+            return True
+        stack.extend(item for item in items if isinstance(item, list))
+    return False
 
 
 def _size_of_product(a, b) -> int:

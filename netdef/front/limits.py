@@ -7,7 +7,7 @@ before that problem can be reported. Each is far above what a real net needs: Re
 """
 MAX_FILE_BYTES = 16 * 2 ** 20  # one YAML file
 MAX_NESTING = 64  # mappings and lists inside each other in one YAML document
-MAX_NODES = 200_000  # YAML nodes of a document once aliases are expanded (an alias bomb has billions)
+MAX_NODES = 100_000  # YAML nodes of a document once aliases are expanded (an alias bomb has billions)
 MAX_LAYERS = 100_000  # layers of a net after block expansion
 MAX_REPEAT = 10_000  # `repeat:` of one block instance
 MAX_TEMPLATE_CHARS = 1_000  # one `${...}` expression
