@@ -45,6 +45,9 @@ SOLVER_FIELDS = {
     "type": Enum(list(SOLVER_TYPES), "SGD", "update rule"),
     "clip_gradients": Float(-1.0, "if >= 0, scale gradients so that their global L2 norm is at most this"),
     "iter_size": Int(1, "accumulate gradients over this many batches per update", minimum=1),
+    "nan_policy": Enum(["stop", "skip", "ignore"], "stop",
+                       "a loss that is not finite: stop the run (naming the layer, no snapshot of those weights), "
+                       "skip that update, or ignore it (netdef)"),
     "average_loss": Int(1, "displayed loss: mean over this many iterations", minimum=1),
     "display": Int(0, "log every this many iterations (0: never)", minimum=0),
     "max_iter": Int(None, "number of updates", required=True, minimum=0),

@@ -25,6 +25,7 @@ from ..build import weighted_loss
 from ..errors import NetdefError, Problem
 from .device import autocast, grad_scaler, memory_format, resolve_device
 from .evaluate import evaluate
+from .faults import first_non_finite_layer, non_finite
 from .log import Log, output_line, output_values, setup_lines
 from .lr_policy import learning_rate
 from .nets import build_phase_net
@@ -133,6 +134,9 @@ class Solver:
             self.log("    " + line)
 
     def snapshot(self):
+        if self.config.nan_policy == "stop" and non_finite(list(self.state.updater.params)):
+            self._stop_non_finite(f"the weights after iteration {self.iter} are not finite",
+                                  [self.train.feed.next()])
         path = snapshot_path(self.prefix, self.iter)
         self.log(f"Snapshotting to {path}")
         save_snapshot(path, self.train.net.state_dict(), self.state, self.configs())
@@ -196,6 +200,7 @@ class Solver:
         display, test_interval, snapshot, iter_size = config.display, config.test_interval, config.snapshot, \
             config.iter_size
         stop_at = state.iteration + iterations
+        guard = config.nan_policy != "ignore"
         self._timer, self._timer_iter = time.perf_counter(), state.iteration
         while state.iteration < stop_at:
             state.updater.zero_grad()
@@ -204,18 +209,27 @@ class Solver:
                 self.test_all()
                 if self.stopped_early:
                     break
-            total = None
+            total, batches = None, []
             for _ in range(iter_size):
+                batch = feed.next()
+                if guard:
+                    batches.append(batch)
                 with self.autocast():
-                    outputs = net(**feed.next())
+                    outputs = net(**batch)
                     loss = weighted_loss(outputs, loss_weights)
                 (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
                 total = loss.detach() if total is None else total + loss.detach()
-            state.loss.record(total / iter_size if iter_size > 1 else total)
+            skip = guard and self._non_finite_loss(total, batches)  # one read-back per iteration
+            if not skip:
+                state.loss.record(total / iter_size if iter_size > 1 else total)
             rate = learning_rate(config, state.iteration)
             if display and state.iteration % display == 0:
                 self._display(outputs, rate)
-            self._update(rate)
+            if skip:
+                state.updater.zero_grad()
+                state.skipped_updates += 1
+            else:
+                self._update(rate)
             state.iteration += 1
             self.log.advance()
             if snapshot and state.iteration % snapshot == 0:
@@ -226,6 +240,37 @@ class Solver:
             elif action == "stop":
                 self.stopped_early = True
                 break
+
+    def _non_finite_loss(self, total, batches) -> bool:
+        """nan_policy stop or skip: whether this iteration's loss is not finite. `stop` raises NetdefError
+        naming the iteration and the first layer whose output is not finite (the batch run again, a check
+        per layer); `skip` logs it and the caller skips the update."""
+        if bool(torch.isfinite(total)):
+            return False
+        if self.config.nan_policy == "skip":
+            self.log(f"Iteration {self.iter}, loss = {total.item():.6g}: not finite, update skipped "
+                     "(nan_policy: skip)")
+            return True
+        self._stop_non_finite(f"the loss of iteration {self.iter} is {total.item():g}", batches)
+
+    def _stop_non_finite(self, what: str, batches):
+        layer = None
+        for batch in batches:
+            layer, layer_type, in_params = first_non_finite_layer(self.train, batch, self.autocast)
+            if layer is not None:
+                break
+        if layer is None:
+            where = "no layer output is non-finite when the batch is run again (the backward pass or dropout?)"
+        else:
+            where = f"the first layer whose output is not finite is '{layer}' ({layer_type})" + \
+                (", whose own parameters are not finite" if in_params else "")
+        kept = f"the last good snapshot is {snapshot_path(self.prefix, self.last_snapshot)}" \
+            if self.last_snapshot is not None else "no snapshot was written in this run"
+        raise NetdefError(Problem(
+            f"training stopped: {what}; {where}; no snapshot of these weights was written, {kept}",
+            self.config.pos("base_lr"),
+            hint="look at base_lr (lower it), lr_policy and clip_gradients (e.g. clip_gradients: 10) in the "
+                 "solver file, and at the inputs of that layer; nan_policy: skip skips such updates instead"))
 
     def _update(self, rate):
         state = self.state

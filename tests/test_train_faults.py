@@ -1,0 +1,43 @@
+"""No fault loses work: a loss that is not finite (nan_policy), snapshots already under the prefix,
+weights that fit no layer in `netdef test`, orphaned temporary snapshot files."""
+import pytest
+
+from solver_helpers import one_thread, run_netdef, write_solver, write_tiny_net  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    write_tiny_net(tmp_path)
+    return tmp_path
+
+
+def exploding(folder, **fields):
+    """A solver whose rate blows the weights up within a few iterations (a snapshot every 2)."""
+    values = dict(base_lr=1e6, lr_policy="fixed", max_iter=10, test_interval=0, snapshot=2, display=1)
+    return write_solver(folder, **{**values, **fields})
+
+
+def test_a_nan_loss_stops_the_run_naming_the_layer_and_keeps_the_last_good_snapshot(tiny):
+    code, out, err = run_netdef("train", exploding(tiny))
+    assert code == 2, err
+    assert "training stopped: the loss of iteration 2 is nan" in err
+    assert "the first layer whose output is not finite is 'ip2' (InnerProduct)" in err
+    assert "base_lr" in err and "lr_policy" in err and "clip_gradients" in err
+    assert "the last good snapshot is" in err and "tiny_iter_2.pt" in err
+    assert sorted(p.name for p in (tiny / "snaps").iterdir()) == ["tiny_iter_2.pt"]  # no NaN weights, no temp
+    assert "Traceback" not in err and "Optimization Done." not in out
+
+
+def test_nan_policy_skip_skips_the_update_and_finishes(tiny):
+    code, out, err = run_netdef("train", exploding(tiny, nan_policy="skip", max_iter=4, snapshot=0))
+    assert code == 0, err
+    assert "Iteration 2, loss = nan: not finite, update skipped (nan_policy: skip)" in out
+    assert "Optimization Done." in out
+
+
+def test_nan_policy_ignore_trains_on(tiny):
+    code, out, err = run_netdef("train", exploding(tiny, nan_policy="ignore", max_iter=4, snapshot=0))
+    assert code == 0, err
+    assert "loss = nan" in out and "update skipped" not in out
