@@ -41,3 +41,33 @@ def test_nan_policy_ignore_trains_on(tiny):
     code, out, err = run_netdef("train", exploding(tiny, nan_policy="ignore", max_iter=4, snapshot=0))
     assert code == 0, err
     assert "loss = nan" in out and "update skipped" not in out
+
+
+def test_a_fresh_run_refuses_to_overwrite_snapshots_and_offers_a_resume(tiny):
+    solver = write_solver(tiny, max_iter=2, test_interval=0)
+    assert run_netdef("train", solver)[0] == 0
+    before = (tiny / "snaps" / "tiny_iter_2.pt").stat().st_mtime_ns
+    code, out, err = run_netdef("train", solver)
+    assert code == 2 and "Iteration 0" not in out
+    assert "snapshots of an earlier run are already there" in err
+    assert f"--snapshot {tiny / 'snaps' / 'tiny_iter_2.pt'}" in err and "--overwrite" in err
+    assert "snapshot_prefix" in err and (tiny / "snaps" / "tiny_iter_2.pt").stat().st_mtime_ns == before
+    code, out, err = run_netdef("train", solver, "--overwrite")
+    assert code == 0, err
+    assert "--overwrite: 1 snapshot(s) of" in out
+    code, out, err = run_netdef("train", solver, "--snapshot", tiny / "snaps" / "tiny_iter_2.pt")  # a resume
+    assert code == 0, err
+
+
+def test_net_on_the_command_line_names_the_snapshots_and_the_run_folder(tiny, monkeypatch):
+    monkeypatch.chdir(tiny)
+    write_tiny_net(tiny, "wide.yaml", hidden=32)
+    solver = write_solver(tiny, max_iter=1, test_interval=0, log_dir=None)
+    code, out, err = run_netdef("train", solver, "--net", "wide.yaml")
+    assert code == 0, err
+    assert f"--net: snapshots are {tiny / 'snaps' / 'wide'}_iter_<N>.pt" in out
+    assert f"--net: run folder {tiny / 'runs' / 'wide'}" in out
+    assert [p.name for p in (tiny / "snaps").iterdir()] == ["wide_iter_1.pt"]
+    assert (tiny / "runs" / "wide" / "wide.yaml").is_file()
+    assert run_netdef("train", solver)[0] == 0  # the solver's own net does not collide with it
+    assert sorted(p.name for p in (tiny / "snaps").iterdir()) == ["tiny_iter_1.pt", "wide_iter_1.pt"]

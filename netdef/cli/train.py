@@ -1,6 +1,7 @@
 """Train a net with a solver file, as `caffe train`: tests when due, logs in Caffe's format, writes
 snapshots and TensorBoard events. --snapshot resumes a run exactly; --weights starts from another run's
-weights (fine-tuning, copied by layer name). SIGINT stops after a snapshot, SIGHUP writes one and goes on."""
+weights (fine-tuning, copied by layer name). A fresh run refuses to start over snapshots of its prefix
+unless --overwrite is given. SIGINT stops after a snapshot, SIGHUP writes one and goes on."""
 from pathlib import Path
 
 from ..train.signals import SIGNAL_EFFECTS
@@ -16,6 +17,9 @@ def add_arguments(parser):
     parser.add_argument("--net", help="train this net file instead of the solver's `net` (e.g. another VGG or "
                                       "ResNet depth with the same solver)")
     parser.add_argument("--device", help="override the solver's device (auto, cpu, cuda, cuda:N)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh even though snapshots of this prefix exist (they are overwritten as "
+                             "the run reaches their iterations)")
     add_level_stage_arguments(parser, "TRAIN net state")
     parser.add_argument("--sigint-effect", choices=SIGNAL_EFFECTS, default="stop",
                         help="on SIGINT (Ctrl-C): stop (after the closing snapshot), snapshot and go on, or "
@@ -27,12 +31,17 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..train.config import load_solver
     from ..train.solver import Solver  # imported here: `netdef --help` must not load torch
+    from ..train.faults import check_fresh_prefix, net_named_outputs
     from ..train.signals import SignalActions
+    from ..train.snapshot import snapshot_prefix
 
     config, notes = load_solver(args.solver), []
     if args.net:
         print(f"net: {args.net} from the command line instead of the solver's {config.net_file}")
-        config = config.replace(net=str(Path(args.net).resolve()), train_net=None)
+        config, named = net_named_outputs(config.replace(net=str(Path(args.net).resolve()), train_net=None))
+        notes += named
+    if not args.snapshot:
+        check_fresh_prefix(snapshot_prefix(config), args.overwrite, config.pos("snapshot_prefix"), notes)
     if args.device is not None and args.device != config.device:
         notes.append(f"device: {config.device} in the solver file, {args.device} from the command line "
                      "(using the command line's)")

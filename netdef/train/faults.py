@@ -3,9 +3,13 @@ not finite (`nan_policy`), and the first layer whose output is not finite, found
 batch again with a check on every layer's output."""
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import torch
 
 from ..build import module_name
+from ..errors import NetdefError, Problem
 
 NAN_POLICIES = ("stop", "skip", "ignore")
 
@@ -40,3 +44,46 @@ def first_non_finite_layer(phase_net, batch: dict, autocast) -> tuple:
         for handle in hooks:
             handle.remove()
     return found[0] if found else (None, None, False)
+
+
+def existing_snapshots(prefix: Path) -> list:
+    """The snapshots `<prefix>_iter_<N>.pt` already there, by N."""
+    prefix = Path(prefix)
+    if not prefix.parent.is_dir():
+        return []
+    pattern = re.compile(re.escape(prefix.name) + r"_iter_(\d+)\.pt")
+    found = [(int(m.group(1)), path) for path in prefix.parent.iterdir() if (m := pattern.fullmatch(path.name))]
+    return [path for _, path in sorted(found)]
+
+
+def check_fresh_prefix(prefix: Path, overwrite: bool, pos, notes: list) -> None:
+    """A fresh run (no --snapshot) whose prefix already holds snapshots: NetdefError offering a resume,
+    --overwrite or another snapshot_prefix; with `overwrite`, a note for the log."""
+    found = existing_snapshots(prefix)
+    if not found:
+        return
+    if overwrite:
+        notes.append(f"--overwrite: {len(found)} snapshot(s) of {prefix} from an earlier run are overwritten as "
+                     "this run reaches their iterations")
+        return
+    raise NetdefError(Problem(
+        f"snapshots of an earlier run are already there: {len(found)} file(s) {prefix}_iter_*.pt, the newest "
+        f"{found[-1]}; a fresh run would overwrite them", pos, expected="a snapshot prefix without snapshots",
+        hint=f"resume with --snapshot {found[-1]}, start afresh over them with --overwrite, or set another "
+             "snapshot_prefix"))
+
+
+def net_named_outputs(config) -> tuple:
+    """--net: the snapshot prefix's file part becomes the net file's stem, and the run folder (unless the
+    solver sets log_dir) runs/<net stem>, so that two nets trained with one solver keep apart. Returns the
+    changed config and the log's notes."""
+    from .run_folder import run_folder_path
+    from .snapshot import snapshot_prefix
+    stem = Path(config.net).stem
+    prefix = snapshot_prefix(config).with_name(stem)
+    changes, notes = {"snapshot_prefix": str(prefix)}, [f"--net: snapshots are {prefix}_iter_<N>.pt"]
+    if not config.log_dir:
+        changes["log_dir"] = str((Path("runs") / stem).resolve())
+    config = config.replace(**changes)
+    notes.append(f"--net: run folder {run_folder_path(config)}")
+    return config, notes
