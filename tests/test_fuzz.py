@@ -52,5 +52,5 @@ def test_mutated_shipped_files_get_a_clean_answer(scratch, number):
 def test_the_engine_finds_a_planted_crash(scratch, monkeypatch):
     """The harness itself works: a case that makes `netdef check` raise is reported as a crash."""
     case = fuzz.Case(0, "nets/lenet.yaml", "name: n\nlayers: []\n")
-    monkeypatch.setattr("netdef.cli.check.check_file", lambda path: 1 / 0)
+    monkeypatch.setattr("netdef.cli.check.check_file", lambda *args: 1 / 0)
     assert fuzz.run_case(case, scratch).kind == "crash"

@@ -5,10 +5,13 @@ import os
 from ..api import Net, read_net
 from ..errors import NetdefError, Problem
 from ..front.load import load_yaml
+from ..tools.resources import refuse_if_too_big
+from .common import add_max_memory_argument, max_memory
 
 
 def add_arguments(parser):
     parser.add_argument("files", nargs="+", help="net or solver files")
+    add_max_memory_argument(parser, "no limit")
 
 
 def is_solver(data) -> bool:
@@ -16,7 +19,7 @@ def is_solver(data) -> bool:
     return isinstance(data, dict) and "layers" not in data and any(k in data for k in ("net", "train_net", "base_lr"))
 
 
-def net_phases(net):
+def net_phases(net, limit=None):
     """Summaries of the TRAIN and TEST phases of `net` (a path or a netdef.Net) that hold layers. Both
     phases are checked before any problem is raised; a problem both phases share (a layer in both) is
     reported once."""
@@ -30,20 +33,21 @@ def net_phases(net):
             problems += [problem for problem in exc.problems if problem.pos is None or problem.pos not in reported]
             continue
         if info.layers:
+            refuse_if_too_big(info, limit, training=phase == "TRAIN", where="--max-memory")
             infos.append(info)
     if problems:
         raise NetdefError(problems)
     return infos
 
 
-def check_net(path, net: Net) -> str:
-    infos = net_phases(net)
+def check_net(path, net: Net, limit=None) -> str:
+    infos = net_phases(net, limit)
     parts = [f"{info.graph.state.phase}: {len(info.layers)} layers, {info.total_params:,} params, "
              f"{info.total_macs:,} MACs" for info in infos]
     return f"{path}: ok ({'; '.join(parts)})"
 
 
-def check_solver(path, data, source) -> str:
+def check_solver(path, data, source, limit=None) -> str:
     """A loaded solver file, then each of its nets (a file named twice is checked once)."""
     from ..train.config import solver_from_yaml
     solver = solver_from_yaml(data, source, path)
@@ -56,23 +60,24 @@ def check_solver(path, data, source) -> str:
         checked.add(os.path.normpath(target))
         if not target.exists():
             raise NetdefError(Problem(f"net file not found: {net}", solver.pos("net"), expected=f"a file at {target}"))
-        net_phases(target)
+        net_phases(target, limit)
     return f"{path}: ok (solver {solver.type}, lr_policy {solver.lr_policy}, {solver.max_iter} iterations, net {nets[0]})"
 
 
-def check_file(path) -> str:
+def check_file(path, limit=None) -> str:
     """Read a file once and check it as what it holds: a solver or a net."""
     data, source = load_yaml(path)
     if is_solver(data):
-        return check_solver(path, data, source)
-    return check_net(path, Net.from_yaml(data, source))
+        return check_solver(path, data, source, limit)
+    return check_net(path, Net.from_yaml(data, source), limit)
 
 
 def run(args) -> int:
+    limit = max_memory(args)
     problems = []
     for path in args.files:
         try:
-            print(check_file(path))
+            print(check_file(path, limit))
         except NetdefError as exc:
             problems += exc.problems
     if problems:

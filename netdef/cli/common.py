@@ -38,3 +38,14 @@ def batch_info(path, args):
         return info
     shapes = {blob: (args.batch,) + tuple(info.blob_shapes[blob][1:]) for blob in info.graph.inputs}
     return net.info(**state_kwargs(args), input_shapes=shapes)
+
+
+def add_max_memory_argument(parser, default_text):
+    parser.add_argument("--max-memory", metavar="SIZE",
+                        help="refuse a net whose estimated memory (parameters three times and tops twice to "
+                             f"train, see the README's Reliability) exceeds SIZE, e.g. 8G; default {default_text}")
+
+
+def max_memory(args) -> int | None:
+    from ..tools.resources import parse_size
+    return None if args.max_memory is None else parse_size(args.max_memory)
