@@ -71,3 +71,21 @@ def test_net_on_the_command_line_names_the_snapshots_and_the_run_folder(tiny, mo
     assert (tiny / "runs" / "wide" / "wide.yaml").is_file()
     assert run_netdef("train", solver)[0] == 0  # the solver's own net does not collide with it
     assert sorted(p.name for p in (tiny / "snaps").iterdir()) == ["tiny_iter_1.pt", "wide_iter_1.pt"]
+
+
+def test_netdef_test_refuses_weights_that_leave_layers_at_their_fillers(tiny):
+    import torch
+    assert run_netdef("train", write_solver(tiny, max_iter=1, test_interval=0))[0] == 0
+    write_tiny_net(tiny, "wide.yaml", hidden=32)
+    test = ("test", "--iterations", 1, "--device", "cpu", "--weights")
+    code, out, err = run_netdef(*test, tiny / "snaps" / "tiny_iter_1.pt", "--model", tiny / "wide.yaml")
+    assert code == 2 and "Batch 0" not in out
+    assert "2 layer(s) would be scored with their fillers: ip1, ip2" in err
+    assert "3 blobs copied, 3 shape mismatches" in err and "--allow-partial" in err
+    torch.save({"other.weight": torch.zeros(3)}, tiny / "other.pt")
+    code, out, err = run_netdef(*test, tiny / "other.pt", "--model", tiny / "tiny.yaml")
+    assert code == 2 and "none of its blobs fit the net" in err and "0 blobs copied" in err
+    code, out, err = run_netdef(*test, tiny / "snaps" / "tiny_iter_1.pt", "--model", tiny / "wide.yaml",
+                                "--allow-partial")
+    assert code == 0, err
+    assert "Not every blob of the net was in" in out and "Batch 0" in out

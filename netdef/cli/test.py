@@ -1,5 +1,7 @@
 """Score trained weights on a net's TEST phase, as `caffe test`: runs --iterations batches from the net's
-data layers, prints every output of every batch, then the means (and the mean total loss)."""
+data layers, prints every output of every batch, then the means (and the mean total loss). Weights that
+leave a learnable blob at its filler (missing from the file, or of another shape) are an error with the
+fine-tune table, unless --allow-partial."""
 from .common import add_state_arguments
 
 
@@ -18,6 +20,9 @@ def add_arguments(parser):
     parser.add_argument("--oversample", action="store_true",
                         help="ten-crop testing: score the 4 corner and the centre crops of every image and their "
                              "mirrors, and average their softmax probabilities (the data layers must crop)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="score even when blobs of the net are missing from the file or of another shape "
+                             "(they keep their fillers); without it that is an error (exit 2)")
     add_state_arguments(parser, default_phase="TEST")
 
 
@@ -26,6 +31,7 @@ def run(args) -> int:
     import torch
 
     from ..api import read_net
+    from ..errors import NetdefError, Problem
     from ..build import weighted_loss
     from ..tools.oversample import build_ten_crop_net
     from ..train.device import memory_format, resolve_device
@@ -47,6 +53,12 @@ def run(args) -> int:
         net, feed, layer_names = phase_net.net, phase_net.feed, phase_net.layer_names
     net = net.eval()
     rows = copy_weights(net, weights, layer_names)
+    kept = sorted({row[0] for row in rows if row[2] in ("missing in file", "shape mismatch")})
+    if kept and not args.allow_partial:
+        what = "none of its blobs fit the net" if not any(row[2] == "copied" for row in rows) else \
+            f"{len(kept)} layer(s) would be scored with their fillers: {', '.join(kept)}"
+        raise NetdefError(Problem(f"the weights in {args.weights} do not fit {args.model}: {what} (check --model "
+                                  "and --weights, or pass --allow-partial to score anyway):\n" + weights_table(rows)))
     if any(row[2] != "copied" for row in rows):
         print(f"Not every blob of the net was in {args.weights}:")
         print("\n".join("    " + line for line in weights_table(rows).splitlines()))
