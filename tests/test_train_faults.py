@@ -89,3 +89,21 @@ def test_netdef_test_refuses_weights_that_leave_layers_at_their_fillers(tiny):
                                 "--allow-partial")
     assert code == 0, err
     assert "Not every blob of the net was in" in out and "Batch 0" in out
+
+
+def test_training_removes_the_temporary_files_of_killed_snapshots(tiny):
+    import os
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    snaps = tiny / "snaps"
+    snaps.mkdir()
+    orphan, live, other = (snaps / f".tiny_iter_4.pt.{dead}.tmp", snaps / f".tiny_iter_6.pt.{os.getppid()}.tmp",
+                           snaps / f".other_iter_4.pt.{dead}.tmp")
+    for path in (orphan, live, other):
+        path.write_bytes(b"half a snapshot")
+    code, out, err = run_netdef("train", write_solver(tiny, max_iter=1, test_interval=0))
+    assert code == 0, err
+    assert f"Removed {orphan}: the temporary file of a snapshot whose process was killed while writing it" in out
+    assert not orphan.exists() and live.exists() and other.exists()  # a live process's, another prefix's

@@ -3,6 +3,7 @@ not finite (`nan_policy`), and the first layer whose output is not finite, found
 batch again with a check on every layer's output."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -87,3 +88,35 @@ def net_named_outputs(config) -> tuple:
     config = config.replace(**changes)
     notes.append(f"--net: run folder {run_folder_path(config)}")
     return config, notes
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # this process writes no snapshot while training starts: a file of an earlier holder of the PID
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or no way to tell: leave its file alone
+    return True
+
+
+def remove_orphans(prefix: Path) -> list:
+    """Delete the temporary files `.<prefix name>_iter_<N>.pt.<PID>.tmp` (snapshot.save_atomic's) left
+    beside the snapshots by a process that was killed while writing one; files of live processes stay.
+    Returns the files removed."""
+    prefix = Path(prefix)
+    if not prefix.parent.is_dir():
+        return []
+    pattern = re.compile(r"\." + re.escape(prefix.name) + r"_iter_\d+\.pt\.(\d+)\.tmp")
+    removed = []
+    for path in sorted(prefix.parent.iterdir()):
+        match = pattern.fullmatch(path.name)
+        if match and not _alive(int(match.group(1))):
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+    return removed

@@ -25,7 +25,7 @@ from ..build import weighted_loss
 from ..errors import NetdefError, Problem
 from .device import autocast, grad_scaler, memory_format, resolve_device
 from .evaluate import evaluate
-from .faults import first_non_finite_layer, non_finite
+from .faults import first_non_finite_layer, non_finite, remove_orphans
 from .log import Log, output_line, output_values, setup_lines
 from .lr_policy import learning_rate
 from .nets import build_phase_net
@@ -149,6 +149,8 @@ class Solver:
         config = self.config
         check_writable(self.prefix, self.iter, config.pos("snapshot_prefix"))
         self._log_setup()
+        for path in remove_orphans(self.prefix):
+            self.log(f"Removed {path}: the temporary file of a snapshot whose process was killed while writing it")
         self.run_folder.open(config, self.seed, [(net.path, self.resolved_nets[net.written])
                                                  for net in [self.train] + self.tests], self.iter)
         self.log(f"Solving {self.train.info.graph.name}")
