@@ -182,3 +182,16 @@ def test_a_solver_naming_a_system_file_as_its_net_does_not_quote_it(tmp_path, ca
     assert main(["check", str(solver)]) == 2
     err = capsys.readouterr().err
     assert "a net file must be a mapping with 'name' and 'layers' (found text)" in err and "root:" not in err
+
+
+@pytest.mark.parametrize("include", ["'${str(10**5000)}'", "'${\"TRAIN\"}'", "text"])
+def test_an_instance_rule_that_is_not_a_mapping_is_a_problem(tmp_path, include):
+    text = BLOCK.format(repeat=1).replace("repeat: 1}", f"repeat: 1, include: {include}}}")
+    with pytest.raises(NetdefError) as caught:
+        netdef.read_net(write(tmp_path, text))
+    assert "net.yaml:8:" in caught.value.render()
+
+
+def test_a_solver_net_path_too_long_for_the_file_system_is_a_problem(tmp_path):
+    solver = write(tmp_path, f"net: {'n' * 5000}.yaml\nbase_lr: 0.1\nmax_iter: 1\n", "solver.yaml")
+    assert main(["check", str(solver)]) == 2

@@ -47,6 +47,13 @@ def check_net(path, net: Net, limit=None) -> str:
     return f"{path}: ok ({'; '.join(parts)})"
 
 
+def _exists(path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system, say
+        return False
+
+
 def check_solver(path, data, source, limit=None) -> str:
     """A loaded solver file, then each of its nets (a file named twice is checked once)."""
     from ..train.config import solver_from_yaml
@@ -58,7 +65,7 @@ def check_solver(path, data, source, limit=None) -> str:
         if os.path.normpath(target) in checked:
             continue
         checked.add(os.path.normpath(target))
-        if not target.exists():
+        if not _exists(target):
             raise NetdefError(Problem(f"net file not found: {net}", solver.pos("net"), expected=f"a file at {target}"))
         net_phases(target, limit)
     return f"{path}: ok (solver {solver.type}, lr_policy {solver.lr_policy}, {solver.max_iter} iterations, net {nets[0]})"

@@ -257,10 +257,11 @@ class _Expander:
         for i, entry in enumerate(entries):
             origin = Origin(source, prefix + (i,), via)
             try:
-                if scope is not None:
-                    # An instance's own name, top and arguments are resolved per repetition (they may use i).
+                if scope is not None or "use" in entry:
+                    # An instance's own name, top and arguments are resolved per repetition (they may use i);
+                    # its other values (include, repeat, ...) here, with no names to use at the top level.
                     late = ("name", "top", "with") if "use" in entry else ()
-                    entry = {k: (v if k in late else substitute(v, scope, (k,))) for k, v in entry.items()}
+                    entry = {k: (v if k in late else substitute(v, scope or {}, (k,))) for k, v in entry.items()}
                 if not entry.pop("if", True):
                     continue
                 if "use" in entry:
@@ -293,6 +294,11 @@ class _Expander:
             self.problems.append(Problem("'use' names a block", origin.pos(("use",)), expected="a block name",
                                          found=show(use["use"])))
             return
+        for rule in ("include", "exclude"):
+            if rule in use and not all(isinstance(r, dict) for r in as_list(use[rule])):
+                self.problems.append(Problem(f"invalid '{rule}'", origin.pos((rule,)), expected="a rule mapping "
+                                             "(phase, stage, ...) or a list of them", found=show(use[rule])))
+                return
         if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= MAX_REPEAT:
             self.problems.append(Problem("invalid 'repeat'", origin.pos(("repeat",)),
                                          expected=f"a whole number from 1 to {MAX_REPEAT:,}", found=show(repeat)))
