@@ -107,3 +107,26 @@ def test_training_removes_the_temporary_files_of_killed_snapshots(tiny):
     assert code == 0, err
     assert f"Removed {orphan}: the temporary file of a snapshot whose process was killed while writing it" in out
     assert not orphan.exists() and live.exists() and other.exists()  # a live process's, another prefix's
+
+
+@pytest.mark.slow
+def test_sigterm_snapshots_and_stops_as_sigint_does(tiny):
+    import re
+    import signal
+
+    import torch
+
+    from solver_helpers import spawn_netdef
+    from test_solver_resume import Lines
+    child = spawn_netdef("train", write_solver(tiny, max_iter=100000, display=2, test_interval=0), cwd=tiny)
+    lines = Lines(child)
+    try:
+        lines.wait_for(r"^Iteration 2 \(")
+        child.send_signal(signal.SIGTERM)
+        output = lines.rest()
+    finally:
+        child.kill()
+    assert child.returncode == 0, output
+    stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt", output)[-1])
+    assert 2 < stopped < 100000 and output.rstrip().endswith("Optimization stopped early.")
+    assert torch.load(tiny / "snaps" / f"tiny_iter_{stopped}.pt", weights_only=True)["iteration"] == stopped

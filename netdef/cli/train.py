@@ -1,7 +1,7 @@
 """Train a net with a solver file, as `caffe train`: tests when due, logs in Caffe's format, writes
 snapshots and TensorBoard events. --snapshot resumes a run exactly; --weights starts from another run's
 weights (fine-tuning, copied by layer name). A fresh run refuses to start over snapshots of its prefix
-unless --overwrite is given. SIGINT stops after a snapshot, SIGHUP writes one and goes on."""
+unless --overwrite is given. SIGINT and SIGTERM stop after a snapshot, SIGHUP writes one and goes on."""
 from pathlib import Path
 
 from ..train.signals import SIGNAL_EFFECTS

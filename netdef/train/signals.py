@@ -1,6 +1,7 @@
 """Caffe's -sigint_effect / -sighup_effect for `netdef train`: SIGINT stops after the current iteration
 (with the closing snapshot), SIGHUP writes a snapshot and training goes on; either can be set to stop,
-snapshot or nothing. Imports no torch: the CLI offers SIGNAL_EFFECTS as choices."""
+snapshot or nothing. SIGTERM (`kill`, a job scheduler's preemption) always stops as SIGINT's stop does:
+the closing snapshot, then exit 0. Imports no torch: the CLI offers SIGNAL_EFFECTS as choices."""
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,7 @@ class SignalActions:
     which the loop acts on between iterations. A second SIGINT while a stop is pending interrupts at once."""
 
     def __init__(self, sigint: str = "stop", sighup: str = "snapshot"):
-        self.effects = {signal.SIGINT: sigint}
+        self.effects = {signal.SIGINT: sigint, signal.SIGTERM: "stop"}  # SIGTERM: a scheduler's or `kill`'s stop
         if hasattr(signal, "SIGHUP"):
             self.effects[signal.SIGHUP] = sighup
         self.pending: list = []
