@@ -7,7 +7,8 @@
 One iteration: test when due (on TEST nets sharing the TRAIN net's weights), iter_size forward/backward
 passes whose gradients add up, the smoothed loss, Caffe's log lines on display iterations, one update
 (netdef.train.updates) at the rate of netdef.train.lr_policy, snapshots when due and on signals. Between
-display and test iterations nothing is read back from the device: the loss window stays a device tensor.
+display and test iterations nothing is read back from the device but whether the loss is finite
+(nan_policy stop or skip; ignore reads nothing): the loss window stays a device tensor.
 
 The parts live beside this module: device.py (device, layout, precision), nets.py (the compiled nets and
 their readers), state.py (TrainState: what a snapshot saves), snapshot.py (the files), evaluate.py (the
