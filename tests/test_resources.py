@@ -31,7 +31,7 @@ def test_the_estimate_counts_parameters_three_times_and_tops_twice_to_train():
 def test_check_refuses_vgg16_at_batch_256_under_8_gib_naming_the_largest_tops(capsys):
     assert main(["check", VGG16, "--max-memory", "8G"]) == 2
     err = capsys.readouterr().err
-    assert "VGG-16 (TRAIN) needs at least 30.6 GiB to train (inputs data [256, 3, 224, 224], label [256])" in err
+    assert "VGG-16 (TRAIN) needs at least 30.6 GiB to train (inputs data [256, 3, 224, 224], label [256]), more than 8.0 GiB (--max-memory)" in err
     assert "the largest tops: conv1_1 3.1 GiB, conv1_2 3.1 GiB" in err
 
 
@@ -42,3 +42,14 @@ def test_summary_at_a_smaller_batch_fits(capsys):
 
 def test_without_a_limit_nothing_is_refused():
     refuse_if_too_big(netdef.summarize(VGG16, "TRAIN"), None, training=True)
+
+
+def test_train_refuses_a_net_that_does_not_fit_before_allocating_it(tmp_path, capsys):
+    net = (ROOT / "nets" / "lenet.yaml").read_text().replace("../data/mnist5k", str(ROOT / "data" / "mnist5k"))
+    (tmp_path / "lenet.yaml").write_text(net)
+    (tmp_path / "solver.yaml").write_text("net: lenet.yaml\nbase_lr: 0.01\nmax_iter: 1\nlog_dir: runs\n"
+                                          "snapshot_prefix: snapshots/lenet\n")
+    assert main(["train", str(tmp_path / "solver.yaml"), "--device", "cpu", "--max-memory", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert "LeNet (TRAIN) needs at least 14.6 MiB to train" in err and "more than 1.0 MiB (--max-memory)" in err
+    assert not (tmp_path / "snapshots").exists()

@@ -5,7 +5,7 @@ unless --overwrite is given. SIGINT and SIGTERM stop after a snapshot, SIGHUP wr
 from pathlib import Path
 
 from ..train.signals import SIGNAL_EFFECTS
-from .common import add_level_stage_arguments
+from .common import add_level_stage_arguments, add_max_memory_argument, max_memory
 
 
 def add_arguments(parser):
@@ -21,6 +21,7 @@ def add_arguments(parser):
                         help="start afresh even though snapshots of this prefix exist (they are overwritten as "
                              "the run reaches their iterations)")
     add_level_stage_arguments(parser, "TRAIN net state")
+    add_max_memory_argument(parser, "the device's memory (RAM on the CPU)")
     parser.add_argument("--sigint-effect", choices=SIGNAL_EFFECTS, default="stop",
                         help="on SIGINT (Ctrl-C): stop (after the closing snapshot), snapshot and go on, or "
                              "nothing (default stop)")
@@ -46,7 +47,7 @@ def run(args) -> int:
         notes.append(f"device: {config.device} in the solver file, {args.device} from the command line "
                      "(using the command line's)")
         config = config.replace(device=args.device)
-    solver = Solver(config, level=args.level, stages=tuple(args.stage), notes=notes,
+    solver = Solver(config, level=args.level, stages=tuple(args.stage), notes=notes, max_memory=max_memory(args),
                     signals=SignalActions(args.sigint_effect, args.sighup_effect))
     if args.snapshot:
         solver.restore(args.snapshot)

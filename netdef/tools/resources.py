@@ -35,13 +35,21 @@ def machine_memory() -> int | None:
         return None
 
 
+def device_memory(device) -> int | None:
+    """The memory of a torch device: the GPU's for CUDA, this machine's RAM for the CPU."""
+    if getattr(device, "type", "cpu") == "cuda":
+        import torch
+        return torch.cuda.get_device_properties(device).total_memory
+    return machine_memory()
+
+
 def needed_bytes(info: NetInfo, training: bool) -> int:
     """The floor of the memory one forward (and, training, backward and update) of `info`'s batch needs."""
     parameters = info.total_params * BYTES_PER_ELEMENT
     return parameters * 3 + info.total_memory * 2 if training else parameters + info.total_memory
 
 
-def refuse_if_too_big(info: NetInfo, limit: int | None, training: bool, where: str = "this machine"):
+def refuse_if_too_big(info: NetInfo, limit: int | None, training: bool, where: str = "this machine's memory"):
     """Raise a NetdefError naming the largest layers when `info` needs more than `limit` bytes."""
     needed = needed_bytes(info, training)
     if limit is None or needed <= limit:
@@ -51,6 +59,6 @@ def refuse_if_too_big(info: NetInfo, limit: int | None, training: bool, where: s
     batch = ", ".join(f"{blob} {list(info.blob_shapes[blob])}" for blob in info.graph.inputs)
     raise NetdefError(Problem(
         f"{info.graph.name} ({info.graph.state.phase}) needs at least {memory(needed)} to "
-        f"{'train' if training else 'run'} (inputs {batch}), more than {memory(limit)} of {where}",
+        f"{'train' if training else 'run'} (inputs {batch}), more than {memory(limit)} ({where})",
         hint=f"the largest tops: {names}; lower the batch size (the data layers' batch_size; --batch in summary), or set "
              "--max-memory if the estimate is wrong"))

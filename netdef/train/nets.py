@@ -10,6 +10,7 @@ import torch
 
 from ..build import module_name
 from ..data.readers import DataFeed
+from ..tools.resources import device_memory, refuse_if_too_big
 
 
 @dataclass
@@ -30,9 +31,13 @@ def layer_names(graph) -> dict:
 
 
 def build_phase_net(source, written, phase, seed, device, level=0, stages=(), share_with=None,
-                    layout=torch.contiguous_format) -> PhaseNet:
-    """`source` (a netdef.Net) compiled in one state, moved to `device` in `layout`, with its readers."""
+                    layout=torch.contiguous_format, max_memory=None) -> PhaseNet:
+    """`source` (a netdef.Net) compiled in one state, moved to `device` in `layout`, with its readers.
+    A net whose estimated memory exceeds `max_memory` (default: the device's) is refused before any
+    tensor is allocated."""
     info = source.info(phase, level, stages)
+    limit, where = (max_memory, "--max-memory") if max_memory is not None else (device_memory(device), f"the memory of {device}")
+    refuse_if_too_big(info, limit, training=phase == "TRAIN", where=where)
     net = source.compile(phase, level, stages, share_with).to(device, memory_format=layout)
     feed = DataFeed(info.graph, net.input_names, phase, seed, device)
     return PhaseNet(str(written), Path(os.path.normpath(source.path)), source, info, net, feed,

@@ -59,7 +59,8 @@ class Solver:
     `restore(path)` resumes a snapshot; `fine_tune(path)` starts from another run's weights. `notes` are
     logged when solving starts (the command line's overrides)."""
 
-    def __init__(self, config, *, level: int = 0, stages=(), signals: SignalActions | None = None, notes=()):
+    def __init__(self, config, *, level: int = 0, stages=(), signals: SignalActions | None = None, notes=(),
+                 max_memory: int | None = None):
         self.config = config
         self.notes = list(notes)
         self.device = resolve_device(config.device, config.pos("device"))
@@ -77,7 +78,8 @@ class Solver:
             path = os.path.normpath(config.resolve(written))
             if path not in sources:
                 sources[path] = read_net(path)
-            return build_phase_net(sources[path], written, phase, self.seed, self.device, layout=layout, **kw)
+            return build_phase_net(sources[path], written, phase, self.seed, self.device, layout=layout,
+                                   max_memory=max_memory, **kw)
 
         self.train = phase_net(config.net_file, "TRAIN", level=level, stages=stages)
         if not self.train.net.loss_weights:
