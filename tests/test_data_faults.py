@@ -51,3 +51,19 @@ def test_training_on_a_truncated_label_file_is_a_clean_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 2 and "Traceback" not in err
     assert "train-labels-idx1-ubyte.gz is a damaged or truncated gzip file" in err
+
+
+def test_a_flipped_byte_in_a_snapshot_says_corrupt_snapshot(tmp_path):
+    """torch.load alone would load the flipped tensor silently; the zip's CRC-32 records catch it."""
+    import torch
+
+    from netdef.errors import NetdefError
+    from netdef.train.snapshot import load_weights
+    path = tmp_path / "weights.pt"
+    torch.save({"conv1.weight": torch.randn(1000)}, path)
+    assert load_weights(path)["conv1.weight"].shape == (1000,)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(NetdefError, match=r"corrupt snapshot .*weights.pt: record '.*' fails its checksum"):
+        load_weights(path)

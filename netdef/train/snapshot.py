@@ -91,6 +91,21 @@ def _fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
+def _verify_checksums(path: Path) -> None:
+    """torch.save writes a zip archive with a CRC-32 per record, which torch.load does not check: a flipped
+    byte in a tensor would load silently as a wrong weight. Every record is checked here first."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        bad_text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NetdefError(Problem(f"corrupt snapshot {path}: {bad_text}", expected="a file as torch.save wrote it",
+                                  hint="resume from an earlier snapshot")) from None
+    if bad is not None:
+        raise NetdefError(Problem(f"corrupt snapshot {path}: record '{bad}' fails its checksum (CRC-32)",
+                                  expected="a file as torch.save wrote it", hint="resume from an earlier snapshot"))
+
+
 def _load(path) -> object:
     """torch.load with weights_only=True: tensors and plain containers only, never code from a file."""
     path = Path(path)
@@ -98,6 +113,7 @@ def _load(path) -> object:
         raise NetdefError(Problem(f"no such snapshot file: {path}"))
     if not zipfile.is_zipfile(path):
         raise NetdefError(Problem(f"{path} is not a file written by torch.save", expected="a netdef snapshot (.pt)"))
+    _verify_checksums(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
