@@ -1,7 +1,13 @@
 """No fault loses work: a loss that is not finite (nan_policy), snapshots already under the prefix,
-weights that fit no layer in `netdef test`, orphaned temporary snapshot files."""
+weights that fit no layer in `netdef test`, orphaned temporary snapshot files, two runs on one prefix."""
+import subprocess
+import sys
+
 import pytest
 
+from netdef.cli import main
+
+from conftest import ROOT
 from solver_helpers import one_thread, run_netdef, write_solver, write_tiny_net  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -130,3 +136,36 @@ def test_sigterm_snapshots_and_stops_as_sigint_does(tiny):
     stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt", output)[-1])
     assert 2 < stopped < 100000 and output.rstrip().endswith("Optimization stopped early.")
     assert torch.load(tiny / "snaps" / f"tiny_iter_{stopped}.pt", weights_only=True)["iteration"] == stopped
+
+
+def _lenet_solver(tmp_path):
+    net = (ROOT / "nets" / "lenet.yaml").read_text().replace("../data/mnist5k", str(ROOT / "data" / "mnist5k"))
+    (tmp_path / "lenet.yaml").write_text(net)
+    solver = tmp_path / "solver.yaml"
+    solver.write_text("net: lenet.yaml\nbase_lr: 0.01\nmax_iter: 2\nlog_dir: runs\nsnapshot_prefix: snapshots/lenet\n")
+    (tmp_path / "snapshots").mkdir()
+    return solver
+
+
+def test_a_second_run_on_the_same_prefix_refuses_to_start(tmp_path, capsys):
+    solver = _lenet_solver(tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "snapshots" / ".lenet.lock").write_text(str(holder.pid))
+        assert main(["train", str(solver), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert f"another netdef train (process {holder.pid}) is writing snapshots to" in err
+        assert not list((tmp_path / "snapshots").glob("*.pt"))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
+    solver = _lenet_solver(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "snapshots" / ".lenet.lock").write_text(str(dead.pid))
+    assert main(["train", str(solver), "--device", "cpu"]) == 0
+    assert (tmp_path / "snapshots" / "lenet_iter_2.pt").is_file()
+    assert not (tmp_path / "snapshots" / ".lenet.lock").exists()

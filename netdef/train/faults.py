@@ -3,6 +3,7 @@ not finite (`nan_policy`), and the first layer whose output is not finite, found
 batch again with a check on every layer's output."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -120,3 +121,33 @@ def remove_orphans(prefix: Path) -> list:
                 continue
             removed.append(path)
     return removed
+
+
+@contextlib.contextmanager
+def prefix_lock(prefix: Path, pos=None):
+    """One run per snapshot prefix: `.<prefix name>.lock` beside the snapshots holds the PID of the run writing its snapshots while
+    it trains. A second run refuses to start; the lock of a run that was killed (its PID gone) is taken over."""
+    prefix = Path(prefix)
+    lock = prefix.with_name(f".{prefix.name}.lock")
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                raise NetdefError(Problem(f"another netdef train (process {holder}) is writing snapshots to "
+                                          f"{prefix}_iter_*.pt", pos, hint=f"wait for it to end, or give this run "
+                                          f"another snapshot_prefix ({lock} holds its process id)")) from None
+            lock.unlink(missing_ok=True)  # its run was killed: the lock is stale
+    else:
+        raise NetdefError(Problem(f"cannot take the lock {lock}", pos))
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

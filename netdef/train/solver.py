@@ -26,7 +26,7 @@ from ..build import weighted_loss
 from ..errors import NetdefError, Problem
 from .device import autocast, grad_scaler, memory_format, resolve_device
 from .evaluate import evaluate
-from .faults import first_non_finite_layer, non_finite, remove_orphans
+from .faults import first_non_finite_layer, non_finite, prefix_lock, remove_orphans
 from .log import Log, output_line, output_values, setup_lines
 from .lr_policy import learning_rate
 from .nets import build_phase_net
@@ -151,6 +151,11 @@ class Solver:
         """Train to max_iter (from the restored iteration), then Caffe's closing snapshot, display and test."""
         config = self.config
         check_writable(self.prefix, self.iter, config.pos("snapshot_prefix"))
+        with prefix_lock(self.prefix, config.pos("snapshot_prefix")):
+            self._solve()
+
+    def _solve(self):
+        config = self.config
         self._log_setup()
         for path in remove_orphans(self.prefix):
             self.log(f"Removed {path}: the temporary file of a snapshot whose process was killed while writing it")
