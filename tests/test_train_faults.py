@@ -169,3 +169,25 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
     assert main(["train", str(solver), "--device", "cpu"]) == 0
     assert (tmp_path / "snapshots" / "lenet_iter_2.pt").is_file()
     assert not (tmp_path / "snapshots" / ".lenet.lock").exists()
+
+
+def test_a_full_disk_while_snapshotting_is_a_clean_error_that_keeps_the_last_snapshot(tmp_path, capsys):
+    """A file-size limit (RLIMIT_FSIZE) stands in for a full disk: writes past it fail with EFBIG. It is set
+    in a child process, so that the limit cannot touch anything else."""
+    solver = _lenet_solver(tmp_path)
+    solver.write_text(solver.read_text().replace("max_iter: 2", "max_iter: 4\nsnapshot: 2"))
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "import netdef.cli, netdef.train.solver as s\n"
+              "original = s.save_snapshot\n"
+              "def limited(*args, **kwargs):\n"
+              "    if '_iter_4' in str(args[0]):\n"
+              "        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))\n"
+              "    return original(*args, **kwargs)\n"
+              "s.save_snapshot = limited\n"
+              f"sys.exit(netdef.cli.main(['train', {str(solver)!r}, '--device', 'cpu']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "cannot write" in done.stderr and "lenet_iter_4.pt" in done.stderr and "Traceback" not in done.stderr
+    assert "the last good snapshot" in done.stderr and "lenet_iter_2.pt, is kept" in done.stderr
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["lenet_iter_2.pt"]

@@ -67,6 +67,12 @@ def save_atomic(payload, path: Path) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except (OSError, RuntimeError) as exc:  # a full disk or an I/O error (torch.save reports it as RuntimeError)
+        temporary.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+        raise NetdefError(Problem(f"cannot write {path}: {reason}", expected="room for the snapshot",
+                                  hint="free space (or set snapshot_prefix to another disk); nothing of this "
+                                       "snapshot was left behind")) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

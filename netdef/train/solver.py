@@ -142,7 +142,14 @@ class Solver:
                                   [self.train.feed.next()])
         path = snapshot_path(self.prefix, self.iter)
         self.log(f"Snapshotting to {path}")
-        save_snapshot(path, self.train.net.state_dict(), self.state, self.configs())
+        try:
+            save_snapshot(path, self.train.net.state_dict(), self.state, self.configs())
+        except NetdefError as exc:
+            kept = snapshot_path(self.prefix, self.last_snapshot) if self.last_snapshot is not None else None
+            if kept is not None:
+                problem = exc.problems[0]
+                problem.hint = "; ".join(filter(None, [problem.hint, f"the last good snapshot, {kept}, is kept"]))
+            raise
         self.last_snapshot = self.iter
 
     # ---- the loop ----
