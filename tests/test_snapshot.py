@@ -38,7 +38,7 @@ def test_a_failing_write_keeps_the_previous_snapshot_and_leaves_no_partial_file(
     path = tmp_path / "net_iter_10.pt"
     save_atomic({"weights": {"w": torch.ones(3)}}, path)
     good = path.read_bytes()
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(netdef.NetdefError, match="cannot write .*net_iter_10.pt: disk full"):
         save_atomic({"weights": {"w": torch.zeros(1000)}, "broken": Unpicklable()}, path)
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
