@@ -104,7 +104,8 @@ def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
         empty = [(top, shape) for top, shape in zip(spec.tops, outs) if any(d <= 0 for d in shape)]
         for top, shape in empty:
             source = f"the input {list(in_shapes[0])}" if in_shapes else "the input"
-            problems.append(spec.problem(f"output '{top}' would be empty", ("top",), expected="positive sizes",
+            problems.append(spec.problem(f"output '{top}' would be empty", spec.impl.output_size_field(),
+                                         expected="positive sizes",
                                          found=f"shape {list(shape)}",
                                          hint=f"{source} is too small for this kernel/stride"))
         if empty:

@@ -137,6 +137,10 @@ class Layer:
         """Whether it is part of the compiled module (and so timed by `netdef time`); data layers feed it."""
         return cls.role != DATA
 
+    def output_size_field(self) -> tuple:
+        """Where an empty output is pointed at: the field that sizes the output (a kernel), else the tops."""
+        return ("top",)
+
     # ---- validation before shapes ----
     def check(self):
         """Cross-field rules; yields (path inside the layer, message, expected, found)."""

@@ -30,6 +30,13 @@ def _check_pairs(p, block, names):
             yield ((block, base), f"'{base}' has too many values for a 2-D layer", "1 or 2 values", str(len(given)))
 
 
+def _kernel_field(raw: dict, block: str) -> tuple:
+    """The kernel field as the file writes it (kernel_size, or kernel_h/kernel_w): what empties an output."""
+    written = raw.get(block) or {}
+    name = next((n for n in ("kernel_size", "kernel_h", "kernel_w") if n in written), "kernel_size")
+    return (block, name)
+
+
 def _spatial_input(shape, layer):
     if len(shape) != 4:
         raise ShapeError(f"{layer} needs a 4-D input (N, C, H, W)", expected="4 axes",
@@ -65,6 +72,9 @@ class _ConvBase(Layer):
     drawn_fields = ("num_output", "kernel_size", "stride", "pad", "kernel_h", "kernel_w", "stride_h", "stride_w",
                     "pad_h", "pad_w", "group", "dilation", "axis", "bias_term")
     drawn_always = ("num_output", "kernel_size", "stride", "pad")
+
+    def output_size_field(self):
+        return _kernel_field(self.spec.raw, "convolution_param")
 
     def geometry(self):
         p = self.p
@@ -245,6 +255,9 @@ class Pooling(Layer):
     drawn_fields = ("kernel_size", "stride", "pad", "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w",
                     "global_pooling")
     drawn_always = ("kernel_size", "stride", "pad")
+
+    def output_size_field(self):
+        return _kernel_field(self.spec.raw, "pooling_param")
 
     def type_text(self):
         return f"{type(self).__name__} {self.p['pool']}"  # as Caffe's draw_net: (Pooling MAX)
