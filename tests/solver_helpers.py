@@ -5,8 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import queue
+import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +95,46 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class Lines:
+    """A child's output lines, read by a thread so that waiting for one can time out."""
+
+    def __init__(self, process):
+        self.process, self.seen, self._queue = process, [], queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_for(self, pattern, timeout=120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.seen))
+
+    def rest(self, timeout=120):
+        self.process.wait(timeout)
+        while (line := self._queue.get(timeout=timeout)) is not None:
+            self.seen.append(line)
+        return "\n".join(self.seen)
+
+
+def stopped_early_at(child, output: str, prefix) -> int:
+    """The iteration a run stopped by a signal stopped at: it exited 0 after its closing snapshot, which
+    holds that iteration."""
+    assert child.returncode == 0, output
+    stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt", output)[-1])
+    assert output.rstrip().endswith("Optimization stopped early.")
+    assert torch.load(f"{prefix}_iter_{stopped}.pt", weights_only=True)["iteration"] == stopped
+    return stopped

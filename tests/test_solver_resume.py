@@ -1,17 +1,15 @@
 """Exact resume: a run snapshotted at N and resumed to 2N ends bitwise where a straight run ends; a run
 killed with SIGKILL resumes from its last snapshot; SIGHUP snapshots and goes on, SIGINT snapshots and
 stops; changed configurations are reported on resume."""
-import queue
 import re
 import signal
-import threading
 import time
 
 import pytest
 import torch
 
-from solver_helpers import (AUGMENTED, one_thread, run_netdef, snapshot_weights, spawn_netdef,  # noqa: F401
-                            write_solver, write_tiny_net)
+from solver_helpers import (AUGMENTED, Lines, one_thread, run_netdef, snapshot_weights, spawn_netdef,  # noqa: F401
+                            stopped_early_at, write_solver, write_tiny_net)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,39 +78,6 @@ def test_resume_into_a_changed_net_is_refused_with_the_table(tiny):
     assert "        -    num_output: 16" in out and "        +    num_output: 8" in out
 
 
-class Lines:
-    """A child's output lines, read by a thread so that waiting for one can time out."""
-
-    def __init__(self, process):
-        self.process, self.seen, self._queue = process, [], queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.process.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, pattern, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            self.seen.append(line)
-            if re.search(pattern, line):
-                return line
-        raise AssertionError(f"no line matching {pattern!r}; output:\n" + "\n".join(self.seen))
-
-    def rest(self, timeout=120):
-        self.process.wait(timeout)
-        while (line := self._queue.get(timeout=timeout)) is not None:
-            self.seen.append(line)
-        return "\n".join(self.seen)
-
-
 @pytest.mark.slow
 def test_sighup_snapshots_and_goes_on_sigint_snapshots_and_stops(tiny):
     solver = write_solver(tiny, max_iter=100000, display=2, test_interval=0)
@@ -127,11 +92,9 @@ def test_sighup_snapshots_and_goes_on_sigint_snapshots_and_stops(tiny):
         output = lines.rest()
     finally:
         child.kill()
-    assert child.returncode == 0, output
-    stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt", output)[-1])
-    assert hup < stopped < 100000 and output.rstrip().endswith("Optimization stopped early.")
-    for n in (hup, stopped):
-        assert torch.load(tiny / "snaps" / f"tiny_iter_{n}.pt", weights_only=True)["iteration"] == n
+    stopped = stopped_early_at(child, output, tiny / "snaps" / "tiny")
+    assert hup < stopped < 100000
+    assert torch.load(tiny / "snaps" / f"tiny_iter_{hup}.pt", weights_only=True)["iteration"] == hup
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """No fault loses work: a loss that is not finite (nan_policy), snapshots already under the prefix,
 weights that fit no layer in `netdef test`, orphaned temporary snapshot files, two runs on one prefix."""
+import signal
 import subprocess
 import sys
 
@@ -8,7 +9,8 @@ import pytest
 from netdef.cli import main
 
 from conftest import ROOT
-from solver_helpers import one_thread, run_netdef, write_solver, write_tiny_net  # noqa: F401
+from solver_helpers import (Lines, one_thread, run_netdef, spawn_netdef, stopped_early_at,  # noqa: F401
+                            write_solver, write_tiny_net)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -117,13 +119,6 @@ def test_training_removes_the_temporary_files_of_killed_snapshots(tiny):
 
 @pytest.mark.slow
 def test_sigterm_snapshots_and_stops_as_sigint_does(tiny):
-    import re
-    import signal
-
-    import torch
-
-    from solver_helpers import spawn_netdef
-    from test_solver_resume import Lines
     child = spawn_netdef("train", write_solver(tiny, max_iter=100000, display=2, test_interval=0), cwd=tiny)
     lines = Lines(child)
     try:
@@ -132,10 +127,7 @@ def test_sigterm_snapshots_and_stops_as_sigint_does(tiny):
         output = lines.rest()
     finally:
         child.kill()
-    assert child.returncode == 0, output
-    stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt", output)[-1])
-    assert 2 < stopped < 100000 and output.rstrip().endswith("Optimization stopped early.")
-    assert torch.load(tiny / "snaps" / f"tiny_iter_{stopped}.pt", weights_only=True)["iteration"] == stopped
+    assert 2 < stopped_early_at(child, output, tiny / "snaps" / "tiny") < 100000
 
 
 def _lenet_solver(tmp_path):
