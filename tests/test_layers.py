@@ -15,9 +15,9 @@ Caffe's own semantics against plain-loop formulas written from Caffe's source (r
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 import netdef
+from layer_case import Case
 from netdef.api import read_net
 from netdef.build import module_name
 from netdef.layers import LAYERS
@@ -176,17 +177,6 @@ def with_files(value, folder):
     return value.replace("{files}", str(folder)) if isinstance(value, str) else value
 
 
-@dataclass
-class Case:
-    type: str
-    params: dict = field(default_factory=dict)
-    inputs: tuple = ()
-    tops: int = 1
-    labels: dict = field(default_factory=dict)
-    phase: str = "TRAIN"
-    id: str = ""
-
-
 XAVIER = {"type": "xavier"}
 CASES = [
     Case("AbsVal", {}, [(2, 3, 4)]),
@@ -279,9 +269,16 @@ CASES = [
 ]
 
 
+# Each area of the catalogue may keep its cases in tests/layer_cases_<area>.py (a list CASES of Case); they
+# run here with the rest, so every case gets the same contract checks.
+for _module in sorted(Path(__file__).parent.glob("layer_cases_*.py")):
+    CASES += importlib.import_module(_module.stem).CASES
+
+
 def test_every_layer_type_has_a_case():
     missing = sorted(set(LAYERS) - {case.type for case in CASES})
-    assert not missing, f"add a check_layer case to tests/test_layers.py CASES for: {', '.join(missing)}"
+    assert not missing, ("add a check_layer case to tests/test_layers.py CASES (or a tests/layer_cases_<area>.py "
+                         f"CASES list) for: {', '.join(missing)}")
 
 
 CASE_IDS = [f"{c.type}-{c.id}" if c.id else c.type for c in CASES]
