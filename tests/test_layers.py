@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
