@@ -134,7 +134,7 @@ def stopped_early_at(child, output: str, prefix) -> int:
     """The iteration a run stopped by a signal stopped at: it exited 0 after its closing snapshot, which
     holds that iteration."""
     assert child.returncode == 0, output
-    stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt", output)[-1])
-    assert output.rstrip().endswith("Optimization stopped early.")
+    stopped = int(re.findall(r"Snapshotting to .*_iter_(\d+)\.pt \(the run was interrupted\)", output)[-1])
+    assert output.rstrip().endswith(f"_iter_{stopped}.pt (the run was interrupted)\nOptimization stopped early.")
     assert torch.load(f"{prefix}_iter_{stopped}.pt", weights_only=True)["iteration"] == stopped
     return stopped

@@ -86,7 +86,8 @@ def test_sighup_snapshots_and_goes_on_sigint_snapshots_and_stops(tiny):
     try:
         lines.wait_for(r"^Iteration 2 \(")
         child.send_signal(signal.SIGHUP)
-        hup = int(lines.wait_for(r"^Snapshotting to .*_iter_(\d+)\.pt").rsplit("_iter_", 1)[1][:-3])
+        hup = int(re.search(r"_iter_(\d+)\.pt \(requested by a signal\)$",
+                            lines.wait_for(r"^Snapshotting to .*_iter_(\d+)\.pt")).group(1))
         lines.wait_for(rf"^Iteration {hup + (2 - hup % 2)} \(")  # still training after the snapshot
         child.send_signal(signal.SIGINT)
         output = lines.rest()

@@ -163,23 +163,64 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
     assert not (tmp_path / "snapshots" / ".lenet.lock").exists()
 
 
-def test_a_full_disk_while_snapshotting_is_a_clean_error_that_keeps_the_last_snapshot(tmp_path, capsys):
-    """A file-size limit (RLIMIT_FSIZE) stands in for a full disk: writes past it fail with EFBIG. It is set
-    in a child process, so that the limit cannot touch anything else."""
-    solver = _lenet_solver(tmp_path)
-    solver.write_text(solver.read_text().replace("max_iter: 2", "max_iter: 4\nsnapshot: 2"))
+def train_with_a_full_disk_at(solver, snapshot_name: str) -> subprocess.CompletedProcess:
+    """`netdef train SOLVER` in a child process whose snapshot named *snapshot_name* meets a file-size limit
+    (RLIMIT_FSIZE: writes past it fail with EFBIG, as on a full disk); the other snapshots have room. The
+    limit is set in a child so that it cannot touch anything else."""
     script = ("import resource, signal, sys\n"
               "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
               "import netdef.cli, netdef.train.solver as s\n"
               "original = s.save_snapshot\n"
               "def limited(*args, **kwargs):\n"
-              "    if '_iter_4' in str(args[0]):\n"
-              "        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.RLIM_INFINITY))\n"
+              f"    size = 100_000 if {snapshot_name!r} in str(args[0]) else resource.RLIM_INFINITY\n"
+              "    resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))\n"
               "    return original(*args, **kwargs)\n"
               "s.save_snapshot = limited\n"
               f"sys.exit(netdef.cli.main(['train', {str(solver)!r}, '--device', 'cpu']))\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=solver.parent)
+
+
+def test_a_full_disk_while_snapshotting_is_a_clean_error_that_keeps_the_last_snapshot(tmp_path, capsys):
+    solver = _lenet_solver(tmp_path)
+    solver.write_text(solver.read_text().replace("max_iter: 2", "max_iter: 4\nsnapshot: 2"))
+    done = train_with_a_full_disk_at(solver, "_iter_4")
     assert done.returncode == 2, done.stderr
     assert "cannot write" in done.stderr and "lenet_iter_4.pt" in done.stderr and "Traceback" not in done.stderr
     assert "the last good snapshot" in done.stderr and "lenet_iter_2.pt, is kept" in done.stderr
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["lenet_iter_2.pt"]
+
+
+def test_a_snapshot_taken_because_the_run_was_interrupted_says_so_and_the_run_lists_its_snapshots(tiny, capsys):
+    """A stop requested during iteration 3 (as SIGINT's handler records it) of a run snapshotting every 2: the
+    closing snapshot is marked as the interrupt's, in the file and in the log, and the run lists both."""
+    from netdef.train.config import load_solver
+    from netdef.train.solver import Solver
+    from netdef.train.snapshot import ON_INTERRUPT, SCHEDULED, load_snapshot
+
+    solver = Solver(load_solver(write_solver(tiny, max_iter=100, snapshot=2, display=0, test_interval=0)))
+    advance = solver.log.advance
+
+    def advance_then_interrupt(*args):
+        advance(*args)
+        if solver.iter == 3:
+            solver.signals.pending.append("stop")
+    solver.log.advance = advance_then_interrupt
+    solver.solve()
+    out = capsys.readouterr().out
+    prefix = tiny / "snaps" / "tiny"
+    assert [load_snapshot(f"{prefix}_iter_{n}.pt")["why"] for n in (2, 3)] == [SCHEDULED, ON_INTERRUPT]
+    assert f"Snapshotting to {prefix}_iter_3.pt ({ON_INTERRUPT})" in out
+    assert out.rstrip().endswith(f"Snapshots written by this run:\n    {prefix}_iter_2.pt ({SCHEDULED})\n"
+                                 f"    {prefix}_iter_3.pt ({ON_INTERRUPT})\nOptimization stopped early.")
+
+
+def test_snapshot_error_policy_continue_logs_a_failed_snapshot_and_trains_on(tmp_path):
+    """The snapshot of iteration 2 meets a file-size limit (a full disk), that of iteration 4 does not: with
+    snapshot_error_policy: continue the run logs the failure, trains on and ends with exit 0."""
+    solver = _lenet_solver(tmp_path)
+    solver.write_text(solver.read_text().replace("max_iter: 2", "max_iter: 4\nsnapshot: 2\n"
+                                                 "snapshot_error_policy: continue"))
+    done = train_with_a_full_disk_at(solver, "_iter_2")
+    assert done.returncode == 0, done.stderr
+    assert "cannot write" in done.stdout and "training goes on (snapshot_error_policy: continue)" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["lenet_iter_4.pt"]

@@ -55,6 +55,9 @@ SOLVER_FIELDS = {
     "snapshot_prefix": Str(None, "snapshot path prefix (relative to the solver file); files are "
                                  "<prefix>_iter_<N>.pt"),
     "snapshot_after_train": Bool(True, "snapshot after the last iteration"),
+    "snapshot_error_policy": Enum(["stop", "continue"], "stop",
+                                  "a snapshot that cannot be written (disk full, I/O error): stop the run, or log "
+                                  "it and train on; the closing snapshot always stops (netdef)"),
     "random_seed": Int(-1, "seed for weights, data order and dropout (< 0: from the clock)"),
     "device": Str("auto", "auto, cpu, cuda or cuda:N (netdef)"),
     "precision": Enum(["fp32", "bf16", "fp16"], "fp32", "autocast precision of forward passes (netdef)"),

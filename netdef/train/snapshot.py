@@ -22,6 +22,12 @@ from ..text import table as table_lines
 
 FORMAT = "netdef-snapshot"
 VERSION = 1
+# Why a snapshot was written (stored in it as "why", listed when the run ends): a snapshot taken because a
+# run was interrupted is not mistaken for one of the schedule.
+SCHEDULED = "every `snapshot` iterations"
+CLOSING = "after the last iteration"
+ON_SIGNAL = "requested by a signal"
+ON_INTERRUPT = "the run was interrupted"
 
 
 def snapshot_prefix(config) -> Path:
@@ -79,10 +85,10 @@ def save_atomic(payload, path: Path) -> None:
     _fsync_folder(path.parent)
 
 
-def save_snapshot(path: Path, weights: dict, state, config: dict) -> None:
-    """Write a snapshot: the weights, a TrainState's keys and the configuration (Solver.configs())."""
-    save_atomic({"format": FORMAT, "version": VERSION, "weights": weights, **state.state_dict(), "config": config},
-                path)
+def save_snapshot(path: Path, weights: dict, state, config: dict, why: str = SCHEDULED) -> None:
+    """Write a snapshot: the weights, a TrainState's keys, the configuration (Solver.configs()) and why."""
+    save_atomic({"format": FORMAT, "version": VERSION, "weights": weights, **state.state_dict(), "config": config,
+                 "why": why}, path)
 
 
 def _fsync_folder(folder: Path) -> None:

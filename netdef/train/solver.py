@@ -32,8 +32,8 @@ from .lr_policy import learning_rate
 from .nets import build_phase_net
 from .run_folder import RunFolder, run_folder_path
 from .signals import SignalActions
-from .snapshot import (check_writable, config_differences, copy_weights, load_snapshot, load_weights, save_snapshot,
-                       snapshot_path, snapshot_prefix, weights_table)
+from .snapshot import (CLOSING, ON_INTERRUPT, ON_SIGNAL, SCHEDULED, check_writable, config_differences, copy_weights,
+                       load_snapshot, load_weights, save_snapshot, snapshot_path, snapshot_prefix, weights_table)
 from .state import SmoothedLoss, TrainState
 from .updates import CaffeUpdater
 
@@ -95,6 +95,7 @@ class Solver:
         self.prefix = snapshot_prefix(config)
         self.run_folder = RunFolder(run_folder_path(config))
         self.last_snapshot = None
+        self.written_snapshots = []  # (path, why) of this run, listed when it ends
         self.stopped_early = False
 
     @property
@@ -136,21 +137,28 @@ class Solver:
         for line in weights_table(rows).splitlines():
             self.log("    " + line)
 
-    def snapshot(self):
+    def snapshot(self, why: str = SCHEDULED):
+        """Write `<prefix>_iter_<N>.pt`; `why` (SCHEDULED, CLOSING, ON_SIGNAL, ON_INTERRUPT) is stored in it
+        and listed when the run ends. A write that fails stops the run, or with snapshot_error_policy:
+        continue is logged and training goes on (the closing snapshot always stops: it is the run's result)."""
         if self.config.nan_policy == "stop" and non_finite(list(self.state.updater.params)):
             self._stop_non_finite(f"the weights after iteration {self.iter} are not finite",
                                   [self.train.feed.next()])
         path = snapshot_path(self.prefix, self.iter)
-        self.log(f"Snapshotting to {path}")
+        self.log(f"Snapshotting to {path}" + (f" ({why})" if why in (ON_SIGNAL, ON_INTERRUPT) else ""))
         try:
-            save_snapshot(path, self.train.net.state_dict(), self.state, self.configs())
+            save_snapshot(path, self.train.net.state_dict(), self.state, self.configs(), why)
         except NetdefError as exc:
             kept = snapshot_path(self.prefix, self.last_snapshot) if self.last_snapshot is not None else None
+            problem = exc.problems[0]
             if kept is not None:
-                problem = exc.problems[0]
                 problem.hint = "; ".join(filter(None, [problem.hint, f"the last good snapshot, {kept}, is kept"]))
+            if self.config.snapshot_error_policy == "continue" and why not in (CLOSING, ON_INTERRUPT):
+                self.log(f"{problem.message}; {problem.hint}; training goes on (snapshot_error_policy: continue)")
+                return
             raise
         self.last_snapshot = self.iter
+        self.written_snapshots.append((path, why))
 
     # ---- the loop ----
 
@@ -177,6 +185,12 @@ class Solver:
         finally:
             self.run_folder.close()
 
+    def _list_snapshots(self):
+        if self.written_snapshots:
+            self.log("Snapshots written by this run:")
+            for path, why in self.written_snapshots:
+                self.log(f"    {path} ({why})")
+
     def _log_setup(self):
         config = self.config
         for note in self.notes:
@@ -197,8 +211,9 @@ class Solver:
         config = self.config
         if config.snapshot_after_train and self.last_snapshot != self.iter \
                 and (not config.snapshot or self.iter % config.snapshot):
-            self.snapshot()
+            self.snapshot(ON_INTERRUPT if self.stopped_early else CLOSING)
         if self.stopped_early:
+            self._list_snapshots()
             self.log("Optimization stopped early.")
             return
         if config.display and self.iter % config.display == 0:
@@ -208,6 +223,7 @@ class Solver:
             self.log(f"Iteration {self.iter}, loss = {loss.item():.6g}")
         if config.test_interval and self.iter % config.test_interval == 0:
             self.test_all()
+        self._list_snapshots()
         self.log("Optimization Done.")
 
     def step(self, iterations: int):
@@ -253,7 +269,7 @@ class Solver:
                 self.snapshot()
             action = self.signals.take()
             if action == "snapshot" and self.last_snapshot != state.iteration:
-                self.snapshot()
+                self.snapshot(ON_SIGNAL)
             elif action == "stop":
                 self.stopped_early = True
                 break
