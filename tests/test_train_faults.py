@@ -3,6 +3,7 @@ weights that fit no layer in `netdef test`, orphaned temporary snapshot files, t
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -224,3 +225,18 @@ def test_snapshot_error_policy_continue_logs_a_failed_snapshot_and_trains_on(tmp
     assert done.returncode == 0, done.stderr
     assert "cannot write" in done.stdout and "training goes on (snapshot_error_policy: continue)" in done.stdout
     assert sorted(p.name for p in (tmp_path / "snapshots").iterdir()) == ["lenet_iter_4.pt"]
+
+
+def test_resuming_an_older_snapshot_refuses_to_overwrite_later_ones(tiny, capsys):
+    solver = write_solver(tiny, max_iter=6, snapshot=2, display=0, test_interval=0)
+    assert main(["train", str(solver)]) == 0
+    prefix = tiny / "snaps" / "tiny"
+    newest = Path(f"{prefix}_iter_6.pt").read_bytes()
+    capsys.readouterr()
+    assert main(["train", str(solver), "--snapshot", f"{prefix}_iter_2.pt"]) == 2
+    err = capsys.readouterr().err
+    assert f"resuming at iteration 2 would overwrite 2 later snapshot(s) of {prefix}, the newest {prefix}_iter_6.pt" \
+        in err and f"--snapshot {prefix}_iter_6.pt" in err and "--overwrite" in err
+    assert Path(f"{prefix}_iter_6.pt").read_bytes() == newest
+    assert main(["train", str(solver), "--snapshot", f"{prefix}_iter_2.pt", "--overwrite"]) == 0
+    assert "--overwrite: 2 snapshot(s) of" in capsys.readouterr().out

@@ -18,8 +18,8 @@ def add_arguments(parser):
                                       "ResNet depth with the same solver)")
     parser.add_argument("--device", help="override the solver's device (auto, cpu, cuda, cuda:N)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh even though snapshots of this prefix exist (they are overwritten as "
-                             "the run reaches their iterations)")
+                        help="start afresh, or resume an older snapshot, even though (later) snapshots of this "
+                             "prefix exist (they are overwritten as the run reaches their iterations)")
     add_level_stage_arguments(parser, "TRAIN net state")
     add_max_memory_argument(parser, "the device's memory (RAM on the CPU)")
     parser.add_argument("--sigint-effect", choices=SIGNAL_EFFECTS, default="stop",
@@ -32,7 +32,7 @@ def add_arguments(parser):
 def run(args) -> int:
     from ..train.config import load_solver
     from ..train.solver import Solver  # imported here: `netdef --help` must not load torch
-    from ..train.faults import check_fresh_prefix, net_named_outputs
+    from ..train.faults import check_fresh_prefix, check_later_snapshots, net_named_outputs
     from ..train.signals import SignalActions
     from ..train.snapshot import snapshot_prefix
 
@@ -51,6 +51,7 @@ def run(args) -> int:
                     signals=SignalActions(args.sigint_effect, args.sighup_effect))
     if args.snapshot:
         solver.restore(args.snapshot)
+        check_later_snapshots(solver.prefix, solver.iter, args.overwrite, config.pos("snapshot_prefix"), solver.notes)
     elif args.weights:
         solver.fine_tune(args.weights)
     solver.solve()

@@ -75,6 +75,23 @@ def check_fresh_prefix(prefix: Path, overwrite: bool, pos, notes: list) -> None:
              "snapshot_prefix"))
 
 
+def check_later_snapshots(prefix: Path, resumed_at: int, overwrite: bool, pos, notes: list) -> None:
+    """A resume from iteration N whose prefix holds snapshots past N (an older snapshot chosen, or another
+    run's): NetdefError offering the newest or --overwrite, since the resumed run would overwrite them."""
+    later = [path for path in existing_snapshots(prefix) if int(path.stem.rsplit("_iter_", 1)[1]) > resumed_at]
+    if not later:
+        return
+    if overwrite:
+        notes.append(f"--overwrite: {len(later)} snapshot(s) of {prefix} past iteration {resumed_at} are "
+                     "overwritten as this run reaches their iterations")
+        return
+    raise NetdefError(Problem(
+        f"resuming at iteration {resumed_at} would overwrite {len(later)} later snapshot(s) of {prefix}, the "
+        f"newest {later[-1]}", pos, expected=f"no snapshots past iteration {resumed_at} under the prefix",
+        hint=f"resume the newest with --snapshot {later[-1]}, overwrite them with --overwrite, or set another "
+             "snapshot_prefix"))
+
+
 def net_named_outputs(config) -> tuple:
     """--net: the snapshot prefix's file part becomes the net file's stem, and the run folder (unless the
     solver sets log_dir) runs/<net stem>, so that two nets trained with one solver keep apart. Returns the
