@@ -67,3 +67,19 @@ def test_a_flipped_byte_in_a_snapshot_says_corrupt_snapshot(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(NetdefError, match=r"corrupt snapshot .*weights.pt: record '.*' fails its checksum"):
         load_weights(path)
+
+
+def test_a_truncated_hdf5_file_is_named_with_its_list_line(tmp_path):
+    import numpy as np
+
+    from netdef.api import load_graph
+    from netdef.errors import NetdefError
+    from test_hdf5 import hdf5_net, write_files
+
+    write_files(tmp_path, [3, 5], np.random.default_rng(0))
+    damaged = tmp_path / "part1.h5"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    with pytest.raises(NetdefError, match=r"files.txt:2:1: layer 'h5' \(HDF5Data\): cannot read part1.h5: .*truncated"):
+        reader = load_graph(hdf5_net(tmp_path)).layers[0].impl.reader("TRAIN", 0, "cpu")
+        for _ in range(3):
+            reader.next()
