@@ -79,7 +79,7 @@ def test_a_truncated_hdf5_file_is_named_with_its_list_line(tmp_path):
     write_files(tmp_path, [3, 5], np.random.default_rng(0))
     damaged = tmp_path / "part1.h5"
     damaged.write_bytes(damaged.read_bytes()[:1000])
-    with pytest.raises(NetdefError, match=r"files.txt:2:1: layer 'h5' \(HDF5Data\): cannot read part1.h5: .*truncated"):
+    with pytest.raises(NetdefError, match=r"files.txt:2:1: layer 'h5' \(HDF5Data\): cannot read .*part1.h5: .*truncated"):
         reader = load_graph(hdf5_net(tmp_path)).layers[0].impl.reader("TRAIN", 0, "cpu")
         for _ in range(3):
             reader.next()
