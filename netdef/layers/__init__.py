@@ -1,5 +1,6 @@
 """The layer catalogue. Importing this package registers every layer type in LAYERS."""
 from . import common, data, imagedata, inputs, loss, neuron, norm, rbf, structure, subsampling, vision  # noqa: F401  (registration)
+from . import attention, modern  # noqa: F401  (registration: layers past Caffe)
 from .base import LAYERS, Layer, ShapeError, register
 
 __all__ = ["LAYERS", "Layer", "ShapeError", "register"]

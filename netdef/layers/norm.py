@@ -9,19 +9,25 @@ from .common import _axis
 
 @register
 class BatchNorm(Layer):
-    """Caffe's BatchNorm: normalises with batch statistics in TRAIN and stored ones in TEST; no affine
-    part (follow it with Scale {bias_term: true}). Its three blobs are statistics, never trained."""
-    summary = "batch normalisation without affine (Caffe)"
+    """Caffe's BatchNorm: normalises with batch statistics in TRAIN and stored ones in TEST. Its first three
+    blobs are statistics, never trained. Caffe's has no affine part (follow it with Scale {bias_term: true});
+    `scale_bias` (NVIDIA Caffe's field) adds a learnt per-channel scale and bias as blobs 3 and 4, PyTorch's
+    affine batch norm in one layer."""
+    summary = "batch normalisation (Caffe's statistics; scale_bias: learnt scale and bias, NVIDIA Caffe)"
     blocks = {"batch_norm_param": {
         "use_global_stats": Bool(None, "use stored statistics (default: false in TRAIN, true in TEST)"),
         "moving_average_fraction": Float(0.999, "decay of the stored statistics"),
         "eps": Float(1e-5, "added to the variance"),
+        "scale_bias": Bool(False, "also learn a per-channel scale and bias (NVIDIA Caffe; PyTorch's affine)"),
+        "scale_filler": FillerField("scale initialisation", default_value=1.0),
+        "bias_filler": FillerField("bias initialisation"),
     }}
     kind = "norm"
-    drawn_fields = ("use_global_stats",)
+    drawn_fields = ("use_global_stats", "scale_bias")
+    STATISTICS = ("mean", "variance", "scale_factor")
 
     def check(self):
-        for i, spec in enumerate(self.spec.raw.get("param") or []):
+        for i, spec in enumerate((self.spec.raw.get("param") or [])[:len(self.STATISTICS)]):
             if spec.get("lr_mult", 0) != 0:
                 yield (("param", i, "lr_mult"), "BatchNorm statistics cannot be learnt", "lr_mult: 0",
                        str(spec["lr_mult"]))
@@ -32,19 +38,23 @@ class BatchNorm(Layer):
         return [tuple(shapes[0])]
 
     def param_names(self):
-        return ("mean", "variance", "scale_factor")
+        return self.STATISTICS + (("weight", "bias") if self.p["scale_bias"] else ())
 
     def blob_specs(self, shapes):
         c, stored = shapes[0][1], {"learnable": False}
-        return self.blob_list(mean=((c,), None, stored), variance=((c,), None, stored), scale_factor=((1,), None, stored))
+        return self.blob_list(mean=((c,), None, stored), variance=((c,), None, stored), scale_factor=((1,), None, stored),
+                              weight=((c,), self.p["scale_filler"]), bias=((c,), self.p["bias_filler"]))
 
     def macs(self, shapes, outs):
         return None  # a subtraction, a multiply and a square root per element: not counted
 
     def build(self, shapes):
         from .modules import CaffeBatchNorm
+        from .modern_modules import AffineBatchNorm
         p = self.p
-        return CaffeBatchNorm(shapes[0][1], p["eps"], p["moving_average_fraction"], p["use_global_stats"])
+        module = (AffineBatchNorm if p["scale_bias"] else CaffeBatchNorm)(
+            shapes[0][1], p["eps"], p["moving_average_fraction"], p["use_global_stats"])
+        return fill_blobs(module, self.blob_specs(shapes))
 
 
 def _param_axes(shape, axis, num_axes, block):
