@@ -1,6 +1,7 @@
 """The layer catalogue. Importing this package registers every layer type in LAYERS."""
 from . import common, data, imagedata, inputs, loss, neuron, norm, rbf, structure, subsampling, vision  # noqa: F401  (registration)
 from . import attention, modern  # noqa: F401  (registration: layers past Caffe)
+from . import recurrent  # noqa: F401  (registration: sequence layers)
 from .base import LAYERS, Layer, ShapeError, register
 
 __all__ = ["LAYERS", "Layer", "ShapeError", "register"]
