@@ -109,6 +109,9 @@ def net_schema() -> dict:
             "blocks": {"type": "object", "description": "reusable sub-graphs",
                        "additionalProperties": {"$ref": "#/$defs/block"}},
             "layers": {"type": "array", "items": {"$ref": "#/$defs/entry"}},
+            "force_backward": {"type": "boolean", "description": "Caffe's: compute every layer's backward, "
+                               "gradients of the inputs included; accepted with no effect, as autograd already "
+                               "gives the gradient of every tensor that requires it"},
         },
         "additionalProperties": False,
         "$defs": {

@@ -89,11 +89,13 @@ def _check_labels(scores, labels, axis, layer):
 
 @register
 class Accuracy(Layer):
-    """Fraction of samples whose label is among the top_k scores (a metric, not a loss)."""
-    summary = "top-k accuracy"
+    """Fraction of samples whose label is among the top_k scores (a metric, not a loss); a second top gives
+    Caffe's per-class accuracy (one value per class: the fraction of that class's samples that are hits)."""
+    summary = "top-k accuracy, per-class second top"
     blocks = {"accuracy_param": {"top_k": Int(1, "count a hit if the label is among this many best scores", minimum=1),
                                  "axis": Int(1, "class axis"), "ignore_label": Int(None, "label to skip")}}
     bottoms = (2, 2)
+    tops = (1, 2)
     role = METRIC
     kind = "metric"
     drawn_fields = ("axis", "top_k")
@@ -107,11 +109,15 @@ class Accuracy(Layer):
         if self.p["top_k"] > shapes[0][axis]:
             raise ShapeError("'top_k' exceeds the number of classes", expected=f"<= {shapes[0][axis]}",
                              found=str(self.p["top_k"]), path=("accuracy_param", "top_k"))
-        return [()]
+        return [(), (shapes[0][axis],)][:len(self.spec.tops)]
 
     def build(self, shapes):
+        axis = _axis(self.p["axis"], shapes[0])
+        if len(self.spec.tops) == 2:
+            from .caffe_modules import AccuracyPerClass
+            return AccuracyPerClass(self.p["top_k"], axis, self.p["ignore_label"], shapes[0][axis])
         from .modules import Accuracy as Module
-        return Module(self.p["top_k"], _axis(self.p["axis"], shapes[0]), self.p["ignore_label"])
+        return Module(self.p["top_k"], axis, self.p["ignore_label"])
 
 
 @register

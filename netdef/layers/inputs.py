@@ -5,6 +5,7 @@ from ..fields import Block, Int
 from .fillers import FillerField, fill
 from .base import DATA, Layer, ShapeError, register
 
+LEGACY_AXES = ("num", "channels", "height", "width")
 BLOB_SHAPE = Block({"dim": Int(None, "sizes, batch first", repeated=True, minimum=1)}, "a blob shape",
                    repeated=True)
 
@@ -45,7 +46,10 @@ class DummyData(Layer):
     summary = "generated tops (fillers) for tests and benchmarks"
     blocks = {"dummy_data_param": {"shape": BLOB_SHAPE,
                                    "data_filler": FillerField("filler of each top (one for all, or one per top)",
-                                                              repeated=True)}}
+                                                              repeated=True),
+                                   **{axis: Int(None, f"deprecated 4-D form (num, channels, height, width; all four, "
+                                                      f"instead of shape): {axis} of each top (one for all, or one "
+                                                      f"per top)", repeated=True, minimum=1) for axis in LEGACY_AXES}}}
     bottoms = (0, 0)
     tops = (1, None)
     role = DATA
@@ -56,11 +60,25 @@ class DummyData(Layer):
         if len(fillers) not in (0, 1, len(self.spec.tops)):
             yield (("dummy_data_param", "data_filler"), "give one 'data_filler' for all tops or one per top",
                    f"1 or {len(self.spec.tops)}", str(len(fillers)))
-        if not self.p["shape"]:
+        legacy = [axis for axis in LEGACY_AXES if self.p[axis]]
+        if legacy and self.p["shape"]:
+            yield (("dummy_data_param", legacy[0]), "DummyData takes 'shape' or the legacy num/channels/height/width, "
+                   "not both", None, None)
+        elif legacy:
+            for axis in LEGACY_AXES:
+                if len(self.p[axis]) not in (1, len(self.spec.tops)):
+                    yield (("dummy_data_param", axis) if self.p[axis] else ("dummy_data_param",),
+                           f"give '{axis}' once for all tops or once per top (the legacy 4-D form needs all four)",
+                           f"1 or {len(self.spec.tops)} values", str(len(self.p[axis])))
+        elif not self.p["shape"]:
             yield (("dummy_data_param",), "DummyData needs a shape", "dummy_data_param: {shape: {dim: [...]}}", None)
 
     def infer(self, shapes):
-        return _shapes(self.spec, self.p["shape"], ("dummy_data_param", "shape"))
+        if self.p["shape"]:
+            return _shapes(self.spec, self.p["shape"], ("dummy_data_param", "shape"))
+        # Caffe's deprecated form: top i is (num, channels, height, width), each given once or once per top.
+        return [tuple(self.p[axis][i if len(self.p[axis]) > 1 else 0] for axis in LEGACY_AXES)
+                for i in range(len(self.spec.tops))]
 
     def reader(self, phase, seed, device):
         return _DummyReader(self, device)

@@ -236,9 +236,11 @@ def _each_bottom(module_class, count):
 
 @register
 class Pooling(Layer):
-    """MAX or AVE pooling; output size rounds up (Caffe), and the last window must start inside the
-    image or its left padding."""
-    summary = "MAX/AVE pooling, Caffe's ceil rounding, global_pooling"
+    """MAX, AVE or STOCHASTIC pooling; output size rounds up (Caffe), and the last window must start inside
+    the image or its left padding. MAX may give a second top, the mask: each maximum's index in its input
+    plane. STOCHASTIC (no padding) samples a cell by activation in TRAIN and averages weighted by
+    activation in TEST."""
+    summary = "MAX/AVE/STOCHASTIC pooling, Caffe's ceil rounding, global_pooling, MAX's mask top"
     blocks = {"pooling_param": {
         "pool": Enum(["MAX", "AVE", "STOCHASTIC"], "MAX", "pooling method"),
         "kernel_size": Int(None, "window size", minimum=1), "kernel_h": Int(None, "window height", minimum=1),
@@ -251,6 +253,7 @@ class Pooling(Layer):
         "round_mode": Enum(["CEIL", "FLOOR"], "CEIL", "rounding of the output size"),
         "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility"),
     }}
+    tops = (1, 2)
     kind = "pool"
     drawn_fields = ("kernel_size", "stride", "pad", "kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w",
                     "global_pooling")
@@ -271,8 +274,11 @@ class Pooling(Layer):
 
     def check(self):
         p = self.p
-        if p["pool"] == "STOCHASTIC":
-            yield (("pooling_param", "pool"), "STOCHASTIC pooling is not supported", "MAX or AVE", "STOCHASTIC")
+        if p["pool"] == "STOCHASTIC" and self._hw("pad", 0) != (0, 0):
+            yield (("pooling_param", "pool"), "padding is implemented only for MAX and AVE pooling (as in Caffe)",
+                   "MAX or AVE, or no pad", "STOCHASTIC")
+        if len(self.spec.tops) == 2 and p["pool"] != "MAX":
+            yield (("top",), "only MAX pooling gives a second (mask) top", "1 top", f"2 tops with {p['pool']}")
         if not p["global_pooling"] and p["kernel_size"] is None and (p["kernel_h"] is None or p["kernel_w"] is None):
             yield (("pooling_param",), "missing window size",
                    "'kernel_size', both 'kernel_h' and 'kernel_w', or 'global_pooling: true'", None)
@@ -305,7 +311,7 @@ class Pooling(Layer):
                                  expected="a kernel at least as large as the stride, padding, or round_mode FLOOR",
                                  found=f"kernel {k}, stride {s} over size {size}")
             out.append(o)
-        return [(shape[0], shape[1], out[0], out[1])]
+        return [(shape[0], shape[1], out[0], out[1])] * len(self.spec.tops)  # the mask top has the output's shape
 
     def connections(self, shapes, outs):
         kernel, *_ = self.geometry(shapes[0])
@@ -315,6 +321,12 @@ class Pooling(Layer):
         import torch.nn as nn
         kernel, stride, pad = self.geometry(shapes[0])
         ceil = self.p["round_mode"] == "CEIL"
+        if self.p["pool"] == "STOCHASTIC" or len(self.spec.tops) == 2:
+            from .caffe_modules import MaxPoolWithMask, StochasticPool2d
+            out_size = self.infer(shapes)[0][2:]
+            if self.p["pool"] == "STOCHASTIC":
+                return StochasticPool2d(kernel, stride, out_size)
+            return MaxPoolWithMask(kernel, stride, pad, out_size)
         if pad[0] > kernel[0] // 2 or pad[1] > kernel[1] // 2:
             from .modules import PaddedPool2d
             return PaddedPool2d(self.p["pool"], kernel, stride, pad, self.infer(shapes)[0][2:])
