@@ -70,7 +70,6 @@ def _affine_fields(what):
 class _AffineNorm(Layer):
     """A normalisation whose learnt scale and bias (with `affine`) span `affine_shape(shape)`."""
     kind = "norm"
-    drawn_fields = ("num_groups", "axis", "affine")
 
     def affine_shape(self, shape) -> tuple:
         raise NotImplementedError
@@ -100,6 +99,7 @@ class GroupNorm(_AffineNorm):
     summary = "group normalisation (per-channel affine)"
     blocks = {"group_norm_param": {"num_groups": Int(None, "groups the channels are split into", required=True, minimum=1),
                                    **_affine_fields("channel")}}
+    drawn_fields = ("num_groups", "affine")
     drawn_always = ("num_groups",)
 
     def affine_shape(self, shape):
@@ -122,6 +122,7 @@ class LayerNorm(_AffineNorm):
     tokens by default); scale and bias span those axes."""
     summary = "layer normalisation over the axes from axis on (elementwise affine)"
     blocks = {"layer_norm_param": {"axis": Int(-1, "first normalised axis (to the last)"), **_affine_fields("element")}}
+    drawn_fields = ("axis", "affine")
 
     def affine_shape(self, shape):
         axis = _axis(self.p["axis"], shape, path=("layer_norm_param", "axis"))
