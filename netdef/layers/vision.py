@@ -274,9 +274,10 @@ class Pooling(Layer):
 
     def check(self):
         p = self.p
-        if p["pool"] == "STOCHASTIC" and self._hw("pad", 0) != (0, 0):
-            yield (("pooling_param", "pool"), "padding is implemented only for MAX and AVE pooling (as in Caffe)",
-                   "MAX or AVE, or no pad", "STOCHASTIC")
+        padded = [name for name in ("pad", "pad_h", "pad_w") if p[name]]
+        if p["pool"] == "STOCHASTIC" and padded:
+            yield (("pooling_param", padded[0]), "padding is implemented only for MAX and AVE pooling (as in Caffe)",
+                   "no padding with STOCHASTIC", f"{padded[0]} {p[padded[0]]}")
         if len(self.spec.tops) == 2 and p["pool"] != "MAX":
             yield (("top",), "only MAX pooling gives a second (mask) top", "1 top", f"2 tops with {p['pool']}")
         if not p["global_pooling"] and p["kernel_size"] is None and (p["kernel_h"] is None or p["kernel_w"] is None):
