@@ -363,6 +363,8 @@ BAD = [
     ("MatMul", {}, [(2, 3, 4), (3, 4, 5)], "do not broadcast"),
     ("Upsample", {"upsample_param": {"scale": 2, "height": 4}}, [(1, 1, 2, 2)], "give either 'scale' or both"),
     ("Upsample", {"upsample_param": {"scale": 2, "align_corners": True}}, [(1, 1, 2, 2)], "applies to BILINEAR only"),
+    ("Upsample", {"upsample_param": {"scale": 1e308}}, [(1, 1, 2, 2)], "not a finite number"),
+    ("Upsample", {"upsample_param": {"scale": float("inf")}}, [(1, 1, 2, 2)], "not a finite number"),
     ("Interp", {"interp_param": {"pad_beg": 1, "zoom_factor": 2}}, [(1, 1, 2, 2)], "pad_beg"),
     ("Interp", {"interp_param": {}}, [(1, 1, 2, 2)], "give either 'zoom_factor' and/or 'shrink_factor'"),
     ("Interp", {"interp_param": {"shrink_factor": 4, "pad_beg": -2, "pad_end": -2}}, [(1, 1, 4, 4)], "empty output"),

@@ -213,7 +213,11 @@ class Upsample(_Resize):
     def resized(self, shape):
         if self.p["scale"] is None:
             return (self.p["height"], self.p["width"])
-        return tuple(math.floor(size * self.p["scale"]) for size in shape)
+        sizes = [size * self.p["scale"] for size in shape]
+        if not all(map(math.isfinite, sizes)):
+            raise ShapeError("'scale' gives an output size that is not a finite number", expected="a finite scale",
+                             found=str(self.p["scale"]), path=("upsample_param", "scale"))
+        return tuple(map(math.floor, sizes))
 
     def macs(self, shapes, outs):
         return 0 if self.p["mode"] == "NEAREST" else None  # bilinear weights: multiplies not counted
