@@ -73,7 +73,7 @@ class _Recurrent(Layer):
     (T x N x D), then with expose_hidden the final state. Subclasses name their state blobs, gate count
     and parameter blobs."""
     blocks = RECURRENT_PARAM
-    bottoms = (2, 5)
+    bottoms = (2, 5)  # LSTM's most: x, cont, x_static, h0, c0
     tops = (1, 3)
     kind = "ip"
     # Without expose_hidden the state is carried from one forward pass to the next: not an ONNX graph.
@@ -165,6 +165,8 @@ class RNN(_Recurrent):
     """Caffe's simple recurrent net: h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h [+ W_xh_static x_static]),
     output o_t = tanh(W_ho h_t + b_o). Blobs W_xh, b_h, (W_xh_static), W_hh, W_ho, b_o."""
     summary = "simple recurrent net, T x N x ... input, cont, static input, expose_hidden"
+    bottoms = (2, 4)
+    tops = (1, 2)
     states = ("h",)
     input_weight, input_bias = "W_xh", "b_h"
 
