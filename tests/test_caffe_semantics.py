@@ -1,7 +1,8 @@
 """Caffe semantics of existing layers, each against a plain loop written from Caffe's source: STOCHASTIC
 pooling (pooling_layer.cu's StoPoolForwardTrain/Test), MAX pooling's mask top (pooling_layer.cpp),
 Accuracy's per-class top (accuracy_layer.cpp), DummyData's legacy num/channels/height/width
-(dummy_data_layer.cpp), and the net-level force_backward field."""
+(dummy_data_layer.cpp), ImageData with force_color/force_gray (data_transformer.cpp), and the net-level
+force_backward field."""
 from __future__ import annotations
 
 import itertools
@@ -232,3 +233,23 @@ def test_force_backward_is_accepted_and_gradients_reach_the_inputs(tmp_path, net
     path.write_text(path.read_text().replace("force_backward: true", "force_backward: yes please"))
     status, _, err = netdef_cli("check", path)
     assert status == 2 and "force_backward" in err and f"{path}:" in err
+
+
+@pytest.mark.parametrize("is_color", [True, False])
+def test_image_data_decodes_as_is_color_says_whatever_force_color_or_force_gray(tmp_path, is_color):
+    """Caffe's DataTransformer reads force_color/force_gray only when decoding an encoded Datum; ImageData
+    decodes each file with OpenCV as is_color says, so the two change nothing there."""
+    from PIL import Image
+    for i in range(2):
+        pixels = np.random.default_rng(i).integers(0, 256, (5, 6, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    (tmp_path / "list.txt").write_text("0.png 0\n1.png 1\n")
+    batches = []
+    for transform_param in ({}, {"force_gray": True}, {"force_color": True}):
+        layers = [{"name": "data", "type": "ImageData", "top": ["data", "label"], "transform_param": transform_param,
+                   "image_data_param": {"source": "list.txt", "batch_size": 2, "is_color": is_color}}]
+        info = netdef.summarize(write_net(tmp_path, layers))
+        batches.append(info.graph.layer("data").impl.reader("TEST", 0, "cpu").next()[0])
+    assert batches[0].shape == (2, 3 if is_color else 1, 5, 6)
+    for batch in batches[1:]:
+        torch.testing.assert_close(batch, batches[0], rtol=0, atol=0)

@@ -35,6 +35,16 @@ IMAGE_DATA_FIELDS = {
 }
 
 
+# Caffe's transform_param holds force_color/force_gray for the encoded Datum records of Data; ImageData takes
+# them too, and, as Caffe's, does not read them: each file is decoded as is_color says.
+DECODE_FIELDS = {
+    "force_color": Bool(False, "Caffe: decode encoded Data records in colour; accepted here, where is_color "
+                               "decides, as in Caffe"),
+    "force_gray": Bool(False, "Caffe: decode encoded Data records in grayscale; accepted here, where is_color "
+                              "decides, as in Caffe"),
+}
+
+
 def _claim(error: NetdefError, layer) -> NetdefError:
     """The same problems, attributed to `layer` (they point into a list file, not at the layer)."""
     for problem in error.problems:
@@ -148,7 +158,7 @@ class ImageSource:
 class ImageData(Data):
     """Images and labels from a list file (Caffe), a folder of class folders or a packed file."""
     summary = "images from a list file, a folder of class folders or a packed .h5 file, with transform_param"
-    blocks = {"image_data_param": IMAGE_DATA_FIELDS, "transform_param": TRANSFORM_FIELDS}
+    blocks = {"image_data_param": IMAGE_DATA_FIELDS, "transform_param": {**TRANSFORM_FIELDS, **DECODE_FIELDS}}
     tops = (2, 2)
 
     def check(self):
