@@ -180,6 +180,7 @@ def test_embed_looks_up_rows_of_its_input_dim_x_num_output_table(tmp_path):
 @pytest.mark.parametrize("shapes, message", [
     ([(4, 2, 3), (4, 3)], "cont must be T x N"),
     ([(4, 2, 3), (4, 2), (3, 2)], "static input must be N x"),
+    ([(4, 2), (4, 2)], "x must be T x N x ... (time steps, streams, features) (expected at least 3 axes"),
 ])
 def test_bad_recurrent_shapes_are_positioned_errors(tmp_path, netdef_cli, shapes, message):
     params = {"recurrent_param": {"num_output": 2}}
@@ -218,3 +219,21 @@ def test_the_lstm_language_model_trains_through_netdef_train(tmp_path, netdef_su
     losses = [float(v) for v in re.findall(r"Iteration \d+.*, loss = ([\d.e+-]+)", result.stdout + result.stderr)]
     assert len(losses) >= 10 and abs(losses[0] - np.log(25)) < 0.1
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_the_test_net_shares_the_weights_but_not_the_carried_state(tmp_path):
+    """As Caffe's test net, which has its own unrolled net: the TEST net shares the TRAIN net's blobs, while
+    each keeps the state its own passes end with."""
+    params = {"recurrent_param": {"num_output": 2, "weight_filler": GAUSS}}
+    path = tmp_path / "net.yaml"
+    path.write_text(yaml.safe_dump({"name": "net", "layers": [
+        {"name": "input", "type": "Input", "top": ["x", "cont"], "input_param": {"shape": [{"dim": [3, 2, 4]}, {"dim": [3, 2]}]}},
+        {"name": "rec", "type": "LSTM", "bottom": ["x", "cont"], "top": "h", **params}]}, sort_keys=False))
+    train = netdef.load_net(path)
+    test = netdef.load_net(path, phase="TEST", share_with=train)
+    assert test.rec.W_hc is train.rec.W_hc
+    x, cont = torch.randn(3, 2, 4), torch.ones(3, 2)
+    first = train(x=x, cont=cont)["h"]
+    torch.testing.assert_close(test(x=x, cont=cont)["h"], first)  # both start from zero
+    assert not torch.allclose(train(x=x, cont=cont)["h"], first)  # the TRAIN net continues its streams
+    torch.testing.assert_close(test(x=x, cont=torch.cat([torch.zeros(1, 2), cont[1:]]))["h"][0], first[0])

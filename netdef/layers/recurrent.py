@@ -109,17 +109,17 @@ class _Recurrent(Layer):
         """(T, N, K input features per step, static input features or 0), checked as Caffe does."""
         x, cont = shapes[0], shapes[1]
         name = type(self).__name__
-        if len(x) < 2:
-            raise ShapeError(f"{name}'s input x must be T x N x ... (time steps, streams, ...)",
-                             expected="at least 2 axes", found=f"shape {list(x)}")
+        if len(x) < 3:  # Caffe's inner products read x from axis 2 on, x_static from axis 1 on
+            raise ShapeError(f"{name}'s input x must be T x N x ... (time steps, streams, features)",
+                             expected="at least 3 axes", found=f"shape {list(x)}")
         if tuple(cont) != tuple(x[:2]):
             raise ShapeError(f"{name}'s cont must be T x N, as x's first two axes", expected=f"shape {list(x[:2])}",
                              found=f"shape {list(cont)}")
         static = 0
         if self.has_static_input():
             shape = shapes[2]
-            if not shape or shape[0] != x[1]:
-                raise ShapeError(f"{name}'s static input must be N x ... (one row per stream)",
+            if len(shape) < 2 or shape[0] != x[1]:
+                raise ShapeError(f"{name}'s static input must be N x ... (one row of features per stream)",
                                  expected=f"first axis {x[1]}", found=f"shape {list(shape)}")
             static = numel(shape[1:])
         return x[0], x[1], numel(x[2:]), static
