@@ -127,12 +127,13 @@ def test_rnn_equals_caffes_loop(tmp_path):
         np.testing.assert_allclose(out["o"].detach().numpy(), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_rnn_gradients_pass_gradcheck(tmp_path):
+@pytest.mark.parametrize("layer_type", ["RNN", "LSTM"])
+def test_recurrent_gradients_pass_gradcheck(tmp_path, layer_type):
     """The backward through the time loop (inputs, static input and every blob), checked numerically in
-    float64; cont starts every stream, so each call starts from h = 0 whatever the carried state."""
+    float64; cont starts every stream, so each call starts from a zero state whatever the carried one."""
     t, n, k, d, ks = 4, 2, 3, 3, 2
     params = {"recurrent_param": {"num_output": d, "weight_filler": GAUSS, "bias_filler": GAUSS}}
-    net, bottoms = one_layer_net(tmp_path, "RNN", [(t, n, k), (t, n), (n, ks)], params, ["o"])
+    net, bottoms = one_layer_net(tmp_path, layer_type, [(t, n, k), (t, n), (n, ks)], params, ["o"])
     cont = torch.tensor([[0, 0], [1, 1], [0, 1], [1, 1]], dtype=torch.float64)
     names = [name for name, _ in net.named_parameters()]
 
@@ -173,8 +174,12 @@ def test_embed_looks_up_rows_of_its_input_dim_x_num_output_table(tmp_path):
     out = net(**{bottoms[0]: indices})["e"]
     rows = indices.detach().numpy().astype(int)  # Caffe's static_cast<int>: 2.9 reads as 2
     np.testing.assert_allclose(out.detach().numpy(), weight[rows] + bias)
-    out.sum().backward()
+    grads = torch.randn_like(out)
+    out.backward(grads)
     assert indices.grad is None
+    table = np.zeros_like(weight)  # Caffe's EmbedLayer::Backward: each row sums the diffs of its indices
+    np.add.at(table, rows.ravel(), grads.numpy().reshape(-1, 3))
+    np.testing.assert_allclose(getattr(net, "rec").weight.grad.numpy(), table, rtol=1e-12)
 
 
 @pytest.mark.parametrize("shapes, message", [
