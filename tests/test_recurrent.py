@@ -242,3 +242,25 @@ def test_the_test_net_shares_the_weights_but_not_the_carried_state(tmp_path):
     torch.testing.assert_close(test(x=x, cont=cont)["h"], first)  # both start from zero
     assert not torch.allclose(train(x=x, cont=cont)["h"], first)  # the TRAIN net continues its streams
     torch.testing.assert_close(test(x=x, cont=torch.cat([torch.zeros(1, 2), cont[1:]]))["h"][0], first[0])
+
+
+def test_an_lstm_exports_to_onnx_starting_every_call_from_a_zero_state(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from netdef.tools.export import export_onnx
+    path = tmp_path / "net.yaml"
+    path.write_text(yaml.safe_dump({"name": "net", "layers": [
+        {"name": "input", "type": "Input", "top": ["x", "cont"], "input_param": {"shape": [{"dim": [5, 2, 3]}, {"dim": [5, 2]}]}},
+        {"name": "rec", "type": "LSTM", "bottom": ["x", "cont"], "top": "h",
+         "recurrent_param": {"num_output": 4, "weight_filler": GAUSS, "bias_filler": GAUSS}}]}, sort_keys=False))
+    torch.manual_seed(0)
+    export_onnx(path, tmp_path / "net.onnx")
+    torch.manual_seed(0)  # the same fillers' weights as the exported ones
+    net = netdef.load_net(path, phase="TEST")
+    x = torch.randn(5, 2, 3)
+    cont = torch.tensor([[1.0, 0.0], [1, 1], [0, 1], [1, 1], [1, 0]])
+    session = ort.InferenceSession(str(tmp_path / "net.onnx"), providers=["CPUExecutionProvider"])
+    first_pass = net(x=x, cont=cont)["h"].detach().numpy()
+    for _ in range(2):  # every call is netdef's first pass, from a zero state
+        (h,) = session.run(None, {"x": x.numpy(), "cont": cont.numpy()})
+        np.testing.assert_allclose(h, first_pass, rtol=1e-5, atol=1e-6)

@@ -76,8 +76,8 @@ class _Recurrent(Layer):
     bottoms = (2, 5)  # LSTM's most: x, cont, x_static, h0, c0
     tops = (1, 3)
     kind = "ip"
-    # Without expose_hidden the state is carried from one forward pass to the next: not an ONNX graph.
-    exportable = False
+    # An ONNX graph holds no state between calls: exported without expose_hidden, every call starts from a
+    # zero state (as the first pass does; exact whenever each batch starts its sequences, cont 0 at t = 0).
     drawn_fields = ("num_output", "expose_hidden")
     drawn_always = ("num_output",)
     states: tuple = ()  # the recurrent state blobs, Caffe's order: ("h",) or ("h", "c")
