@@ -71,17 +71,17 @@ class _Recurrent(Layer):
     """Caffe's RecurrentLayer: bottoms x (T x N x ...), cont (T x N), an optional static input x_static
     (N x ..., seen at every step), then with expose_hidden the initial state; tops the output sequence
     (T x N x D), then with expose_hidden the final state. Subclasses name their state blobs, gate count
-    and parameter blobs."""
+    and parameter blobs. An ONNX graph holds no state between calls: exported without expose_hidden, every
+    call starts from a zero state, as the first pass does (exact when each batch starts its sequences)."""
     blocks = RECURRENT_PARAM
     bottoms = (2, 5)  # LSTM's most: x, cont, x_static, h0, c0
     tops = (1, 3)
     kind = "ip"
-    # An ONNX graph holds no state between calls: exported without expose_hidden, every call starts from a
-    # zero state (as the first pass does; exact whenever each batch starts its sequences, cont 0 at t = 0).
     drawn_fields = ("num_output", "expose_hidden")
     drawn_always = ("num_output",)
     states: tuple = ()  # the recurrent state blobs, Caffe's order: ("h",) or ("h", "c")
     gates: int = 1  # rows of the input transform per hidden unit (LSTM: i, f, o, g)
+    input_weight = input_bias = ""  # Caffe's names of the input transform's blobs (LSTM: W_xc, b_c)
 
     def exposed(self) -> int:
         return len(self.states) if self.p["expose_hidden"] else 0
