@@ -1,5 +1,6 @@
 """Writes the character corpus of the LSTM language model (lstm_lm.yaml) as Caffe's LRCN examples do: HDF5
-files of time-major rows, one column per stream, read by HDF5Data with batch_size T (T rows: T x N).
+files of time-major rows, one column per stream, read by HDF5Data with batch_size T (T rows: T x N), a
+training and a test split.
 
 Sentences come from a small grammar (seeded, so the corpus is the same every time). Each of the N streams is
 a run of sentences ending in '.'; at every position, input_sentence holds a character's index, target_sentence
@@ -38,27 +39,33 @@ def stream(rng: random.Random, length: int):
             return text[:length + 1], cont[:length + 1]
 
 
-def write_corpus(folder: Path, rows: int = 1600, streams: int = 8, seed: int = 0) -> Path:
-    """Writes folder/train.h5 (rows x streams datasets input_sentence, cont_sentence, target_sentence) and
-    folder/train_h5.txt, the list HDF5Data reads; returns the list file."""
+def write_split(folder: Path, split: str, rows: int, streams: int, seed: int) -> Path:
+    """Writes folder/SPLIT.h5 (rows x streams datasets input_sentence, cont_sentence, target_sentence) and
+    folder/SPLIT_h5.txt, the list HDF5Data reads; returns the list file."""
     rng = random.Random(seed)
     index = {c: i for i, c in enumerate(ALPHABET)}
     columns = [stream(rng, rows) for _ in range(streams)]
     chars = np.array([[index[c] for c in text] for text, _ in columns]).T  # (rows + 1) x streams
     cont = np.array([flags for _, flags in columns]).T
     folder.mkdir(parents=True, exist_ok=True)
-    with h5py.File(folder / "train.h5", "w") as file:
+    with h5py.File(folder / f"{split}.h5", "w") as file:
         file["input_sentence"] = chars[:-1]
         file["cont_sentence"] = cont[:-1]
         file["target_sentence"] = chars[1:]
-    (folder / "train_h5.txt").write_text("train.h5\n")
-    return folder / "train_h5.txt"
+    (folder / f"{split}_h5.txt").write_text(f"{split}.h5\n")
+    return folder / f"{split}_h5.txt"
+
+
+def write_corpus(folder: Path, streams: int = 8) -> list:
+    """The training split (1,600 rows) and a test split of other sentences (400 rows); their list files."""
+    return [write_split(folder, "train", 1600, streams, seed=0), write_split(folder, "test", 400, streams, seed=1)]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="where train.h5 and train_h5.txt go (lstm_lm.yaml reads data/)")
-    print(write_corpus(parser.parse_args().folder))
+    parser.add_argument("folder", type=Path, help="where the .h5 files and their lists go (lstm_lm.yaml reads data/)")
+    for path in write_corpus(parser.parse_args().folder):
+        print(path)
 
 
 if __name__ == "__main__":
