@@ -34,10 +34,11 @@ class StochasticPool2d(nn.Module):
 
     def forward(self, x):
         windows = _windows(x, self.kernel, self.stride, self.out_size)
-        total = windows.sum(2, keepdim=True)
+        running = windows.cumsum(2)
+        total = running[:, :, -1:]  # summed in the order of the running sum, as Caffe's two passes do
         if self.training:
             threshold = torch.rand_like(total) * total
-            picked = (windows.cumsum(2) >= threshold).to(torch.uint8).argmax(2, keepdim=True)  # the first
+            picked = (running >= threshold).to(torch.uint8).argmax(2, keepdim=True)  # the first
             out = windows.gather(2, picked)
         else:
             positive = total > 0
