@@ -1,4 +1,5 @@
-"""Data layers that read data sets: Data (MNIST IDX files), with Caffe's transform_param.
+"""Data layers that read data sets: Data (MNIST IDX files, CIFAR batches, Caffe's LMDB and LevelDB Datum
+databases), with Caffe's transform_param.
 
 A backend knows one file format: where a split's files are, the shape of one sample, and how to load the
 whole split as (uint8 images N x C x H x W, int64 labels N). Batching and transforms are shared
@@ -71,19 +72,51 @@ class IdxBackend:
         return images, labels.long()
 
 
-BACKENDS = {"IDX": IdxBackend, **CIFAR_BACKENDS}  # data_param.backend -> class(folder, split)
+class DatumBackend:
+    """Caffe's databases of Datum records (netdef.data.datum): `backend: LMDB` or `LEVELDB`, `source` the
+    database folder, as Caffe's convert_imageset and convert_mnist_data write it; `split` is not used."""
+    kind = "LMDB"
+
+    def __init__(self, folder: Path, split: str):
+        self.folder = folder
+
+    def _read(self, what):
+        from ..data.datum import DatumError
+        try:
+            return what(self.kind, self.folder)
+        except DatumError as exc:
+            raise ShapeError(str(exc), expected=f"a Caffe {self.kind} of Datum records",
+                             path=("data_param", "source")) from None
+
+    def sample_shape(self) -> tuple:
+        from ..data.datum import sample_shape
+        return self._read(sample_shape)
+
+    def load(self):
+        from ..data.datum import load
+        return self._read(load)
+
+
+class LevelDbBackend(DatumBackend):
+    kind = "LEVELDB"
+
+
+# data_param.backend -> class(folder, split)
+BACKENDS = {"IDX": IdxBackend, **CIFAR_BACKENDS, "LMDB": DatumBackend, "LEVELDB": LevelDbBackend}
 
 
 @register
 class Data(Layer):
     """Reads a data set into memory and serves batches: TRAIN shuffles each epoch, TEST reads in order."""
-    summary = "data set reader (backend IDX: MNIST files) with transform_param"
+    summary = "data set reader (backends IDX: MNIST files, CIFAR, Caffe's LMDB and LEVELDB) with transform_param"
     blocks = {
         "data_param": {
-            "source": Str(None, "folder of the data set (relative to this net file)", required=True),
+            "source": Str(None, "folder of the data set or database (relative to this net file)", required=True),
             "batch_size": Int(None, "samples per batch", required=True, minimum=1),
-            "backend": Enum(sorted(BACKENDS), "IDX", "file format: IDX (MNIST), CIFAR10, CIFAR100 (fine labels), CIFAR100_COARSE"),
-            "split": Str("train", "IDX: file prefix of the split (train or t10k); CIFAR: train or test"),
+            "backend": Enum(sorted(BACKENDS), "IDX", "file format: IDX (MNIST), CIFAR10, CIFAR100 (fine labels), "
+                                                    "CIFAR100_COARSE, LMDB and LEVELDB (Caffe's Datum records)"),
+            "split": Str("train", "IDX: file prefix of the split (train or t10k); CIFAR: train or test; "
+                                         "LMDB, LEVELDB: not used (one database per split)"),
             "rand_skip": Int(0, "accepted for Caffe compatibility", minimum=0),
             "prefetch": Int(4, "accepted for Caffe compatibility", minimum=0),
         },

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from ..caffe.caffemodel import CaffeBlobs, is_caffemodel, read_caffemodel
 from ..errors import NetdefError, Problem
 from ..text import table as table_lines
 
@@ -150,7 +151,10 @@ def load_snapshot(path) -> dict:
 
 
 def load_weights(path) -> dict:
-    """Weights by parameter name from a snapshot or from a plain state_dict file (for --weights)."""
+    """Weights by parameter name from a snapshot or from a plain state_dict file (for --weights); a Caffe
+    .caffemodel gives its blobs by layer name (CaffeBlobs), named by the net they are copied into."""
+    if is_caffemodel(path):
+        return read_caffemodel(path)
     payload = _load(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         payload = payload["weights"]
@@ -166,6 +170,8 @@ def copy_weights(net, weights: dict, layer_names: dict) -> list:
     per blob: (layer, blob, status, file shape, net shape), status one of copied, shape mismatch,
     missing in file, not in net. Never stops at the first problem. `layer_names` maps submodule names
     back to layer names (they differ when a layer name holds a dot)."""
+    if isinstance(weights, CaffeBlobs):
+        weights = weights.keyed(net, layer_names)
     own = net.state_dict(keep_vars=True)
     rows = []
     for key, tensor in own.items():

@@ -1,0 +1,143 @@
+""".caffemodel files: Caffe's trained weights, a binary NetParameter whose layers carry their blobs.
+
+Reading gives `CaffeBlobs`, the blobs of every layer by layer name (V2 `layer` and legacy V1 `layers`);
+copying them into a compiled net (`keyed`) matches layers by name, as Caffe's CopyTrainedLayersFrom does,
+and a layer's blobs by position: Caffe's blob order is the order the layer's module holds them
+(its class's param_names()). Writing (`write_caffemodel`) gives a file Caffe loads: V2 layers with name,
+type, bottoms, tops, phase and blobs with BlobShape.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import NetdefError, Problem
+from . import proto
+
+SUFFIX = ".caffemodel"
+
+
+def is_caffemodel(path) -> bool:
+    return Path(path).suffix == SUFFIX
+
+
+class CaffeBlobs(dict):
+    """Layer name -> that layer's blobs (float32 tensors, Caffe's order), read from `path`."""
+
+    def __init__(self, blobs: dict, path: Path):
+        super().__init__(blobs)
+        self.path = path
+
+    def keyed(self, net, layer_names: dict) -> dict:
+        """The blobs named as `net`'s state_dict names them (`<module>.<blob>`); a blob of a layer the net
+        lacks, or past the blobs the net's layer holds, is named `<module>.<index>` (a 'not in net' row).
+        Blobs in Caffe's legacy 4-D shape (1 x 1 x N x K for an InnerProduct weight) take the net's shape
+        when they hold the same values in the same order, as Caffe's ShapeEquals allows."""
+        from ..build import module_name
+        modules = dict(net.named_children())
+        keyed = {}
+        for layer, blobs in self.items():
+            name = module_name(layer)
+            own = modules[name].state_dict() if name in modules else {}
+            names = list(own)
+            for index, tensor in enumerate(blobs):
+                blob = names[index] if index < len(names) else str(index)
+                target = own.get(blob)
+                if target is not None and _legacy_match(tensor.shape, target.shape):
+                    tensor = tensor.reshape(target.shape)
+                keyed[f"{name}.{blob}"] = tensor
+        return keyed
+
+
+def _legacy_match(stored, target) -> bool:
+    """A 4-D legacy blob shape that is `target` with leading ones (Caffe's LegacyShape)."""
+    if stored == target or len(stored) != 4 or len(target) > 4:
+        return False
+    padded = (1,) * (4 - len(target)) + tuple(target)
+    return tuple(stored) == padded
+
+
+def _damaged(path, what: str) -> NetdefError:
+    return NetdefError(Problem(f"{path} is not a readable .caffemodel: {what}",
+                               expected="a binary NetParameter written by Caffe (or by netdef export)",
+                               hint="the file may be truncated or damaged; download or copy it again"))
+
+
+def read_message(path, name: str, kind: str):
+    """Parse the binary message `name` from `path`; a missing, unreadable or damaged file is a NetdefError
+    naming it (`kind` says what the file should be)."""
+    from google.protobuf.message import DecodeError
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise NetdefError(Problem(f"cannot read {path}: {exc.strerror or exc}", expected=kind)) from None
+    if not data:
+        raise NetdefError(Problem(f"{path} is empty", expected=kind))
+    try:
+        return proto.parse(name, data)
+    except (DecodeError, RuntimeError, ValueError) as exc:  # upb reports some damage as RuntimeError
+        raise NetdefError(Problem(f"{path} is damaged: {exc}", expected=kind,
+                                  hint="the file may be truncated; copy it again")) from None
+
+
+def blob_tensor(blob, path, where: str):
+    """A BlobProto as a float32 tensor of its shape (BlobShape, or the legacy num/channels/height/width)."""
+    import numpy as np
+    import torch
+    if blob.HasField("shape"):
+        shape = tuple(blob.shape.dim)
+    else:
+        shape = tuple(d for d in (blob.num, blob.channels, blob.height, blob.width))
+        shape = shape if any(shape) else (0,)
+    values = blob.double_data if len(blob.double_data) else blob.data
+    count = int(np.prod(shape)) if shape else 1
+    if len(values) != count:
+        raise NetdefError(Problem(f"{path} is damaged: {where} holds {len(values)} values for its shape "
+                                  f"{list(shape)} ({count} values)", hint="the file may be truncated; copy it again"))
+    array = np.fromiter(values, dtype=np.float64 if values is blob.double_data else np.float32, count=count)
+    return torch.from_numpy(array.astype(np.float32).reshape(shape))
+
+
+def read_caffemodel(path) -> CaffeBlobs:
+    """The blobs of every layer of a .caffemodel that has blobs, by layer name (a later layer of the same
+    name replaces an earlier one, as in Caffe's copy)."""
+    path = Path(path)
+    if not path.is_file():
+        raise NetdefError(Problem(f"no such weights file: {path}"))
+    net = read_message(path, "NetParameter", "a binary NetParameter written by Caffe (.caffemodel)")
+    layers = list(net.layer) + list(net.layers)
+    if not layers:
+        raise _damaged(path, "it holds no layers")
+    blobs = {}
+    for layer in layers:
+        if len(layer.blobs):
+            blobs[layer.name] = [blob_tensor(blob, path, f"blob {k} of layer '{layer.name}'")
+                                 for k, blob in enumerate(layer.blobs)]
+    if not blobs:
+        raise _damaged(path, f"none of its {len(layers)} layers holds a blob")
+    return CaffeBlobs(blobs, path)
+
+
+def blob_proto(tensor, message):
+    """Fill the BlobProto `message` with a tensor's shape and float32 values."""
+    message.shape.dim.extend(tensor.shape)
+    message.data.extend(tensor.detach().to("cpu").float().reshape(-1).tolist())
+    return message
+
+
+def write_caffemodel(graph, net, output) -> None:
+    """Write `net` (compiled from `graph`) as a .caffemodel: every layer of the graph in order, each compiled
+    layer's blobs in Caffe's order (its class's param_names())."""
+    from ..build import module_name
+    message = proto.message("NetParameter")(name=graph.name)
+    modules = dict(net.named_children())
+    for spec in graph.layers:
+        layer = message.layer.add(name=spec.name, type=spec.type, bottom=spec.bottoms, top=spec.tops,
+                                  phase=graph.state.phase)
+        module = modules.get(module_name(spec.name))
+        if module is None:
+            continue
+        for blob in spec.impl.param_names():
+            blob_proto(getattr(module, blob), layer.blobs.add())
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    Path(output).write_bytes(message.SerializeToString())
