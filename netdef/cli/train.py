@@ -1,7 +1,10 @@
 """Train a net with a solver file, as `caffe train`: tests when due, logs in Caffe's format, writes
 snapshots and TensorBoard events. --snapshot resumes a run exactly; --weights starts from another run's
 weights (fine-tuning, copied by layer name). A fresh run refuses to start over snapshots of its prefix
-unless --overwrite is given. SIGINT and SIGTERM stop after a snapshot, SIGHUP writes one and goes on."""
+unless --overwrite is given. SIGINT and SIGTERM stop after a snapshot, SIGHUP writes one and goes on.
+Under torchrun (or with --nproc N / --gpus 0,1, which start torchrun) each process is one rank of a
+data-parallel run (netdef.train.distributed)."""
+import sys
 from pathlib import Path
 
 from ..train.signals import SIGNAL_EFFECTS
@@ -27,18 +30,69 @@ def add_arguments(parser):
                              "nothing (default stop)")
     parser.add_argument("--sighup-effect", choices=SIGNAL_EFFECTS, default="snapshot",
                         help="on SIGHUP: snapshot and go on, stop, or nothing (default snapshot)")
+    parallel = parser.add_mutually_exclusive_group()
+    parallel.add_argument("--nproc", type=_positive, metavar="N",
+                          help="train on N processes of this machine (data-parallel; torchrun --standalone "
+                               "--nproc_per_node N); batch_size is per process")
+    parallel.add_argument("--gpus", metavar="0,1",
+                          help="Caffe's -gpu: one process per listed GPU (torchrun; implies --device cuda)")
+    parser.add_argument("--collective-timeout", type=float, default=300.0, metavar="S",
+                        help="with several processes: a rank that does not answer for S seconds stops the "
+                             "others, which name it (default 300)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def _launcher_argv(argv: list, gpus: str | None) -> list:
+    """This command line without --nproc/--gpus, for the processes the launcher starts (--device cuda for
+    --gpus unless a device is given)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--gpus"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--gpus=")):
+            kept.append(arg)
+    if gpus is not None and not any(arg == "--device" or arg.startswith("--device=") for arg in kept):
+        kept += ["--device", "cuda"]
+    return kept
 
 
 def run(args) -> int:
+    if args.nproc or args.gpus:
+        return _launch(args)
+    return _train(args)
+
+
+def _launch(args) -> int:
+    from ..errors import NetdefError, Problem
+    from ..train.distributed import launch, world_from_env
+    if world_from_env().distributed:
+        raise NetdefError(Problem("--nproc and --gpus start torchrun; this process already runs under it",
+                                  hint="leave --nproc and --gpus out of the command that torchrun runs"))
+    gpus = args.gpus.replace(" ", "") if args.gpus else None
+    nproc = len(gpus.split(",")) if gpus else args.nproc
+    return launch(nproc, gpus, _launcher_argv(sys.argv[1:], gpus))
+
+
+def _train(args) -> int:
     from ..train.config import load_solver
+    from ..train.distributed import session, world_from_env
     from ..train.solver import Solver  # imported here: `netdef --help` must not load torch
     from ..train.faults import check_fresh_prefix, check_later_snapshots, net_named_outputs
     from ..train.signals import SignalActions
     from ..train.snapshot import snapshot_prefix
 
     config, notes = load_solver(args.solver), []
-    if args.net:
+    if args.net and world_from_env().is_main:
         print(f"net: {args.net} from the command line instead of the solver's {config.net_file}")
+    if args.net:
         config, named = net_named_outputs(config.replace(net=str(Path(args.net).resolve()), train_net=None))
         notes += named
     if not args.snapshot:
@@ -47,12 +101,15 @@ def run(args) -> int:
         notes.append(f"device: {config.device} in the solver file, {args.device} from the command line "
                      "(using the command line's)")
         config = config.replace(device=args.device)
-    solver = Solver(config, level=args.level, stages=tuple(args.stage), notes=notes, max_memory=max_memory(args),
-                    signals=SignalActions(args.sigint_effect, args.sighup_effect))
-    if args.snapshot:
-        solver.restore(args.snapshot)
-        check_later_snapshots(solver.prefix, solver.iter, args.overwrite, config.pos("snapshot_prefix"), solver.notes)
-    elif args.weights:
-        solver.fine_tune(args.weights)
-    solver.solve()
+    with session(config.device, args.collective_timeout) as world:
+        solver = Solver(config, level=args.level, stages=tuple(args.stage), notes=notes,
+                        max_memory=max_memory(args), signals=SignalActions(args.sigint_effect, args.sighup_effect),
+                        world=world)
+        if args.snapshot:
+            solver.restore(args.snapshot)
+            check_later_snapshots(solver.prefix, solver.iter, args.overwrite, config.pos("snapshot_prefix"),
+                                  solver.notes)
+        elif args.weights:
+            solver.fine_tune(args.weights)
+        solver.solve()
     return 0

@@ -30,9 +30,21 @@ class Transform:
         self.random = phase == "TRAIN"
         self.mirror = params["mirror"] and self.random
         self.generator = generator
+        self.rank, self.world = 0, 1
         device = generator.device
         means = params["mean_value"] or []  # one value for all channels or one per channel (checked at load)
         self.mean = torch.tensor(means, dtype=torch.float32, device=device).view(1, -1, 1, 1) if means else None
+
+    def shard(self, rank: int, world: int) -> None:
+        """Transform rank `rank`'s share of a batch spread over `world` processes (see InMemoryReader.shard)."""
+        self.rank, self.world = rank, world
+
+    def _per_image(self, draw, n: int) -> torch.Tensor:
+        """`draw(count)`'s values for this rank's `n` images: every rank draws them for the whole batch of
+        the `world` ranks and keeps its own rows, so that the generator stays in step with one process's."""
+        if self.world == 1:
+            return draw(n)
+        return draw(n * self.world)[self.rank * n:(self.rank + 1) * n]
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         if self.pad:
@@ -40,7 +52,8 @@ class Transform:
         if self.crop:
             images = self._random_crop(images) if self.random else self._centre_crop(images)
         if self.mirror:
-            flip = torch.rand(images.shape[0], generator=self.generator, device=images.device) < 0.5
+            flip = self._per_image(lambda count: torch.rand(count, generator=self.generator, device=images.device),
+                                   images.shape[0]) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
         if self.mean is not None:
             return (images - self.mean) * self.scale
@@ -56,8 +69,10 @@ class Transform:
         gather picks each image's window (no loop over the batch)."""
         n, _, height, width = images.shape
         device = images.device
-        tops = torch.randint(0, height - self.crop + 1, (n,), generator=self.generator, device=device)
-        lefts = torch.randint(0, width - self.crop + 1, (n,), generator=self.generator, device=device)
+        tops = self._per_image(lambda count: torch.randint(0, height - self.crop + 1, (count,),
+                                                           generator=self.generator, device=device), n)
+        lefts = self._per_image(lambda count: torch.randint(0, width - self.crop + 1, (count,),
+                                                            generator=self.generator, device=device), n)
         windows = images.unfold(2, self.crop, 1).unfold(3, self.crop, 1)  # N x C x H' x W' x crop x crop
         return windows[torch.arange(n, device=device), :, tops, lefts]
 
@@ -82,7 +97,18 @@ class InMemoryReader:
         self.generator = torch.Generator().manual_seed(seed)
         self.epoch = 0
         self.position = 0
+        self.rank, self.world = 0, 1
         self.order = self._draw_order()
+
+    def shard(self, rank: int, world: int) -> None:
+        """Serve rank `rank`'s share of a batch spread over `world` processes: the order, the cursor and the
+        generators move by the whole batch of `world` x batch_size rows, of which this reader returns rows
+        [rank x batch_size, (rank + 1) x batch_size). `world` ranks at batch B therefore see, at every
+        iteration, exactly the rows one process at batch world x B sees, and the position (saved in a
+        snapshot) is the same on every rank and for any number of ranks."""
+        self.rank, self.world = rank, world
+        if self.transform is not None:
+            self.transform.shard(rank, world)
 
     def _draw_order(self):
         if not self.shuffle:
@@ -90,8 +116,13 @@ class InMemoryReader:
         return torch.randperm(self.size, generator=self.generator).to(self.device)
 
     def _next_indices(self):
-        """The next batch as index pieces: a slice for in-order reading, index tensors when shuffled."""
-        pieces, wanted = [], self.batch_size
+        """This rank's rows of the next batch as index pieces: slices for in-order reading, index tensors
+        when shuffled."""
+        pieces = self._next_pieces(self.batch_size * self.world)
+        return pieces if self.world == 1 else _rows_of(pieces, self.rank * self.batch_size, self.batch_size)
+
+    def _next_pieces(self, wanted: int):
+        pieces = []
         while wanted:
             take = min(wanted, self.size - self.position)
             start = self.position
@@ -138,10 +169,30 @@ class InMemoryReader:
 
 
 
-class DataFeed:
-    """The readers of a net's source layers: `next()` gives the keyword inputs of the compiled net."""
+def _rows_of(pieces: list, start: int, count: int) -> list:
+    """Rows [start, start + count) of the batch that `pieces` (slices and index tensors) spell, as pieces."""
+    rows = []
+    for piece in pieces:
+        length = piece.stop - piece.start if isinstance(piece, slice) else piece.numel()
+        if start >= length:
+            start -= length
+            continue
+        take = min(count, length - start)
+        rows.append(slice(piece.start + start, piece.start + start + take) if isinstance(piece, slice)
+                    else piece[start:start + take])
+        count -= take
+        start = 0
+        if not count:
+            break
+    return rows
 
-    def __init__(self, graph, input_names: dict, phase: str, seed: int, device):
+
+class DataFeed:
+    """The readers of a net's source layers: `next()` gives the keyword inputs of the compiled net. With
+    `world` (rank, size: netdef.train.distributed.World) of several processes, every reader that can serves
+    this rank's shard of each batch (readers without `shard`, e.g. DummyData's, fill each rank's batch)."""
+
+    def __init__(self, graph, input_names: dict, phase: str, seed: int, device, world=None):
         self.sources = []  # (layer name, reader, the net's argument name for each top)
         for spec in graph.layers:
             if spec.impl.compiled():
@@ -153,6 +204,8 @@ class DataFeed:
                                                "or tested reads its data from Data layers", ("type",))) from None
             except ShapeError as exc:
                 raise NetdefError(spec.problem(exc.message, exc.path, expected=exc.expected, found=exc.found)) from None
+            if world is not None and world.distributed and hasattr(reader, "shard"):
+                reader.shard(world.rank, world.size)
             self.sources.append((spec.name, reader, [input_names[top] for top in spec.tops]))
 
     def next(self) -> dict:

@@ -47,6 +47,12 @@ class StreamReader:
         self.state = self.plan.state_dict()
         self.batches = None
 
+    def shard(self, rank: int, world: int) -> None:
+        """Stream rank `rank`'s rows of each batch of `world` processes (InMemoryReader.shard)."""
+        self.plan.shard(rank, world)
+        self.transform.shard(rank, world)
+        self.state = self.plan.state_dict()
+
     def _start(self):
         self.pending.clear()
         loader = torch.utils.data.DataLoader(

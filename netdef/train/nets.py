@@ -31,14 +31,14 @@ def layer_names(graph) -> dict:
 
 
 def build_phase_net(source, written, phase, seed, device, level=0, stages=(), share_with=None,
-                    layout=torch.contiguous_format, max_memory=None) -> PhaseNet:
-    """`source` (a netdef.Net) compiled in one state, moved to `device` in `layout`, with its readers.
-    A net whose estimated memory exceeds `max_memory` (default: the device's) is refused before any
-    tensor is allocated."""
+                    layout=torch.contiguous_format, max_memory=None, world=None) -> PhaseNet:
+    """`source` (a netdef.Net) compiled in one state, moved to `device` in `layout`, with its readers
+    (serving this rank's shard of each batch when `world` has several processes). A net whose estimated
+    memory exceeds `max_memory` (default: the device's) is refused before any tensor is allocated."""
     info = source.info(phase, level, stages)
     limit, where = (max_memory, "--max-memory") if max_memory is not None else (device_memory(device), f"the memory of {device}")
     refuse_if_too_big(info, limit, training=phase == "TRAIN", where=where)
     net = source.compile(phase, level, stages, share_with).to(device, memory_format=layout)
-    feed = DataFeed(info.graph, net.input_names, phase, seed, device)
+    feed = DataFeed(info.graph, net.input_names, phase, seed, device, world)
     return PhaseNet(str(written), Path(os.path.normpath(source.path)), source, info, net, feed,
                     layer_names(info.graph))

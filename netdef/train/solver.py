@@ -16,6 +16,7 @@ test pass), log.py (Caffe's log text), run_folder.py (resolved files and TensorB
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -25,6 +26,7 @@ from ..api import read_net
 from ..build import weighted_loss
 from ..errors import NetdefError, Problem
 from .device import autocast, grad_scaler, memory_format, resolve_device
+from .distributed import World, data_parallel, no_sync
 from .evaluate import evaluate
 from .faults import first_non_finite_layer, non_finite, prefix_lock, remove_orphans
 from .log import Log, output_line, output_values, setup_lines
@@ -54,20 +56,42 @@ class _ScaledStep:
         return self.updater.step(rate, iteration)
 
 
+class _QuietLog(Log):
+    """The log of ranks other than 0: rank 0 alone prints, keeps the log file and shows progress."""
+
+    def __call__(self, text: str) -> None:
+        pass
+
+    def record(self, text: str) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def progress(self, total: int, initial: int):
+        yield None
+
+
 class Solver:
     """Caffe's SGDSolver family on a SolverConfig. `solve()` trains; `step(n)` runs n iterations alone;
     `restore(path)` resumes a snapshot; `fine_tune(path)` starts from another run's weights. `notes` are
-    logged when solving starts (the command line's overrides)."""
+    logged when solving starts (the command line's overrides).
+
+    With `world` (netdef.train.distributed.World) of several processes, this is one rank of a data-parallel
+    run: batch_size is per rank, each rank reads its shard of every batch of world x batch_size rows, the
+    gradients are averaged over the ranks (DistributedDataParallel), logged figures are means over the
+    ranks, and rank 0 alone logs and writes events and snapshots."""
 
     def __init__(self, config, *, level: int = 0, stages=(), signals: SignalActions | None = None, notes=(),
-                 max_memory: int | None = None):
+                 max_memory: int | None = None, world: World | None = None):
         self.config = config
         self.notes = list(notes)
-        self.device = resolve_device(config.device, config.pos("device"))
+        self.world = world or World()
+        self.device = self._rank_device(resolve_device(config.device, config.pos("device")))
         self.seed = resolve_seed(config.random_seed)
+        if config.random_seed < 0:
+            self.seed = self.world.from_main(self.seed)  # one clock for all ranks: they must draw alike
         self.autocast = autocast(self.device, config.precision)
         self.signals = signals or SignalActions()
-        self.log = Log()
+        self.log = Log() if self.world.is_main else _QuietLog()
         torch.manual_seed(self.seed)  # the fillers and dropout (torch's global generators); readers derive their own
         layout = memory_format(self.device, config.precision)
         if self.device.type == "cuda":
@@ -79,24 +103,38 @@ class Solver:
             if path not in sources:
                 sources[path] = read_net(path)
             return build_phase_net(sources[path], written, phase, self.seed, self.device, layout=layout,
-                                   max_memory=max_memory, **kw)
+                                   max_memory=max_memory, world=self.world, **kw)
 
         self.train = phase_net(config.net_file, "TRAIN", level=level, stages=stages)
         if not self.train.net.loss_weights:
             raise NetdefError(Problem("the TRAIN net has no loss to minimise", config.pos(),
                                       expected="a loss layer (SoftmaxWithLoss, ...) or a top with loss_weight"))
         self.tests = [phase_net(written, "TEST", share_with=self.train.net) for written in config.test_nets()]
+        self.forward = data_parallel(self.train.net, self.world, self.device)  # what training passes run through
         self.resolved_nets = {}  # net file as written -> its expanded YAML (snapshots and the run folder)
         for net in [self.train] + self.tests:
             self.resolved_nets.setdefault(net.written, net.source.yaml())
         self.state = TrainState(CaffeUpdater.from_net(self.train.net, config), self.train.feed,
                                 [test.feed for test in self.tests], SmoothedLoss(config.average_loss, self.device),
                                 grad_scaler(self.device, config.precision))
+        self._seed_rank_rng()
         self.prefix = snapshot_prefix(config)
         self.run_folder = RunFolder(run_folder_path(config))
         self.last_snapshot = None
         self.written_snapshots = []  # (path, why) of this run, listed when it ends
         self.stopped_early = False
+
+    def _rank_device(self, device: torch.device) -> torch.device:
+        """One GPU per rank: LOCAL_RANK's, among the visible ones (netdef train --gpus sets them)."""
+        if self.world.distributed and device.type == "cuda":
+            return torch.device("cuda", self.world.local_rank)
+        return device
+
+    def _seed_rank_rng(self):
+        """Ranks past 0 draw dropout from their own stream (the same masks on every rank would correlate
+        them); the fillers were drawn before, alike on every rank, and rank 0 keeps one process's stream."""
+        if self.world.rank:
+            torch.manual_seed(self.seed + 7919 * self.world.rank + self.iter)
 
     @property
     def iter(self) -> int:
@@ -128,6 +166,7 @@ class Solver:
                                       hint="to start a changed net from these weights, use --weights instead"))
         for line in self.state.load_state_dict(payload):
             self.log(line)
+        self._seed_rank_rng()  # the snapshot holds rank 0's generators
 
     def fine_tune(self, path):
         """Caffe's --weights: copy blobs by layer name into the TRAIN net (the TEST nets share them) and
@@ -146,25 +185,40 @@ class Solver:
                                   [self.train.feed.next()])
         path = snapshot_path(self.prefix, self.iter)
         self.log(f"Snapshotting to {path}" + (f" ({why})" if why in (ON_SIGNAL, ON_INTERRUPT) else ""))
-        try:
-            save_snapshot(path, self.train.net.state_dict(), self.state, self.configs(), why)
-        except NetdefError as exc:
+        error = self._write_snapshot(path, why)
+        if error is not None:
             kept = snapshot_path(self.prefix, self.last_snapshot) if self.last_snapshot is not None else None
-            problem = exc.problems[0]
+            problem = error.problems[0]
             if kept is not None:
                 problem.hint = "; ".join(filter(None, [problem.hint, f"the last good snapshot, {kept}, is kept"]))
             if self.config.snapshot_error_policy == "continue" and why not in (CLOSING, ON_INTERRUPT):
                 self.log(f"{problem.message}; {problem.hint}; training goes on (snapshot_error_policy: continue)")
                 return
-            raise
+            raise error
         self.last_snapshot = self.iter
         self.written_snapshots.append((path, why))
+
+    def _write_snapshot(self, path, why) -> NetdefError | None:
+        """Rank 0 writes the file, the other ranks wait for its outcome (a collective: all of them go on,
+        or all of them stop). Returns the error, or None."""
+        error = None
+        if self.world.is_main:
+            try:
+                save_snapshot(path, self.train.net.state_dict(), self.state, self.configs(), why)
+            except NetdefError as exc:
+                error = exc
+        if not self.world.from_main(error is None) and error is None:
+            error = NetdefError(Problem(f"rank 0 could not write the snapshot {path} (its output says why)"))
+        return error
 
     # ---- the loop ----
 
     def solve(self):
         """Train to max_iter (from the restored iteration), then Caffe's closing snapshot, display and test."""
         config = self.config
+        if not self.world.is_main:  # rank 0 alone writes snapshots, so it alone checks and locks the prefix
+            self._solve()
+            return
         check_writable(self.prefix, self.iter, config.pos("snapshot_prefix"))
         with prefix_lock(self.prefix, config.pos("snapshot_prefix")):
             self._solve()
@@ -172,10 +226,12 @@ class Solver:
     def _solve(self):
         config = self.config
         self._log_setup()
-        for path in remove_orphans(self.prefix):
-            self.log(f"Removed {path}: the temporary file of a snapshot whose process was killed while writing it")
-        self.run_folder.open(config, self.seed, [(net.path, self.resolved_nets[net.written])
-                                                 for net in [self.train] + self.tests], self.iter)
+        if self.world.is_main:
+            for path in remove_orphans(self.prefix):
+                self.log(f"Removed {path}: the temporary file of a snapshot whose process was killed while "
+                         "writing it")
+            self.run_folder.open(config, self.seed, [(net.path, self.resolved_nets[net.written])
+                                                     for net in [self.train] + self.tests], self.iter)
         self.log(f"Solving {self.train.info.graph.name}")
         self.log(f"Learning Rate Policy: {config.lr_policy}")
         try:
@@ -219,7 +275,7 @@ class Solver:
         if config.display and self.iter % config.display == 0:
             with torch.no_grad(), self.autocast():
                 outputs = self.train.net(**self.train.feed.next())
-                loss = weighted_loss(outputs, self.train.net.loss_weights)
+                loss = self.world.average({"loss": weighted_loss(outputs, self.train.net.loss_weights)})["loss"]
             self.log(f"Iteration {self.iter}, loss = {loss.item():.6g}")
         if config.test_interval and self.iter % config.test_interval == 0:
             self.test_all()
@@ -228,8 +284,8 @@ class Solver:
 
     def step(self, iterations: int):
         """Caffe's Solver::Step: `iterations` updates with their tests, displays and snapshots as due."""
-        config, state = self.config, self.state
-        net, feed, loss_weights = self.train.net, self.train.feed, self.train.net.loss_weights
+        config, state, world = self.config, self.state, self.world
+        net, feed, loss_weights = self.forward, self.train.feed, self.train.net.loss_weights
         display, test_interval, snapshot, iter_size = config.display, config.test_interval, config.snapshot, \
             config.iter_size
         stop_at = state.iteration + iterations
@@ -243,21 +299,23 @@ class Solver:
                 if self.stopped_early:
                     break
             total, batches = None, []
-            for _ in range(iter_size):
+            for k in range(iter_size):
                 batch = feed.next()
                 if guard:
                     batches.append(batch)
-                with self.autocast():
-                    outputs = net(**batch)
-                    loss = weighted_loss(outputs, loss_weights)
-                (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
+                with no_sync(net, k == iter_size - 1):
+                    with self.autocast():
+                        outputs = net(**batch)
+                        loss = weighted_loss(outputs, loss_weights)
+                    (state.scaler.scale(loss) if state.scaler is not None else loss).backward()
                 total = loss.detach() if total is None else total + loss.detach()
+            total = world.average({"loss": total})["loss"]  # every rank skips alike, and logs the global loss
             skip = guard and self._non_finite_loss(total, batches)  # one read-back per iteration
             if not skip:
                 state.loss.record(total / iter_size if iter_size > 1 else total)
             rate = learning_rate(config, state.iteration)
             if display and state.iteration % display == 0:
-                self._display(outputs, rate)
+                self._display(world.average(outputs), rate)
             if skip:
                 state.updater.zero_grad()
                 state.skipped_updates += 1
@@ -267,7 +325,7 @@ class Solver:
             self.log.advance()
             if snapshot and state.iteration % snapshot == 0:
                 self.snapshot()
-            action = self.signals.take()
+            action = world.agree(self.signals.take())
             if action == "snapshot" and self.last_snapshot != state.iteration:
                 self.snapshot(ON_SIGNAL)
             elif action == "stop":
@@ -346,7 +404,9 @@ class Solver:
         self.log(f"Iteration {self.iter}, Testing net (#{index})")
         before = phase_net.feed.state_dict()
         means = evaluate(phase_net.net, phase_net.feed, self.config.test_iter[index], autocast=self.autocast,
-                         interrupted=self.signals.stop_pending)
+                         interrupted=lambda: self.world.any(self.signals.stop_pending()))
+        if means is not None:
+            means = self.world.average(means)  # each rank tested its shard of every batch
         if means is None:
             phase_net.feed.load_state_dict(before)  # a resumed run repeats this test from its start
             self.signals.take()
