@@ -152,6 +152,9 @@ class Solver:
         positions, loss window). Differences between its configuration and the current files are listed;
         the current files are used."""
         self.log(f"Restoring previous solver status from {path}")
+        from ..caffe.solverstate import is_solverstate, restore_solverstate
+        if is_solverstate(path):  # Caffe's own: iteration, history and its learned_net weights
+            return restore_solverstate(self.train, self.state, path, self.log)
         payload = load_snapshot(path)
         differences = config_differences(payload["config"], self.configs())
         if differences:
