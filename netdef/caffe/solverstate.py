@@ -1,0 +1,92 @@
+""".solverstate files: Caffe's solver state (SolverState: iter, learned_net, history, current_step), resumed by
+`netdef train --snapshot X.solverstate`.
+
+Caffe keeps one history blob per learnable parameter of the TRAIN net (every blob of every layer, in layer
+order and each layer's blob order, a shared blob once), for each history set of the solver type in turn
+(Adam: all m, then all v). The weights are in the .caffemodel the state names as learned_net. What Caffe
+does not save (the data readers' positions, the random generators, the smoothed loss) starts afresh.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import NetdefError, Problem
+from .caffemodel import blob_tensor, read_caffemodel, read_message
+
+SUFFIX = ".solverstate"
+
+
+def is_solverstate(path) -> bool:
+    return Path(path).suffix == SUFFIX
+
+
+def learned_net_path(path: Path, learned_net: str) -> Path:
+    """Where the state's weights are: learned_net as written (Caffe writes it as given by snapshot_prefix,
+    so relative to the folder Caffe ran in), relative to the state's folder, or beside the state."""
+    written = Path(learned_net)
+    candidates = [written] if written.is_absolute() else []
+    candidates += [path.parent / written, path.parent / written.name]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        raise NetdefError(Problem(f"the weights of {path} are missing: no {learned_net!r} beside it",
+                                  expected="the .caffemodel named by the state's learned_net",
+                                  found=", ".join(str(c) for c in candidates),
+                                  hint="copy the .caffemodel Caffe wrote with the state into the state's folder"))
+    return found
+
+
+def caffe_param_keys(graph, net) -> list:
+    """The state_dict keys of Caffe's learnable_params_ for `net` compiled from `graph`: every blob in layer
+    order and each layer's blob order (its class's param_names()), a blob shared with an earlier one once."""
+    from ..build import module_name
+    modules, keys, seen = dict(net.named_children()), [], set()
+    for spec in graph.layers:
+        module = modules.get(module_name(spec.name))
+        if module is None:
+            continue
+        for blob in spec.impl.param_names():
+            tensor = getattr(module, blob)
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                keys.append(f"{module_name(spec.name)}.{blob}")
+    return keys
+
+
+def _history(updater, keys: list, blobs: list, path) -> dict:
+    """The updater's state_dict with its history taken from Caffe's blobs (set after set, each over `keys`)."""
+    state = updater.state_dict()
+    sets = list(state["history"])
+    if len(blobs) != len(keys) * len(sets):
+        raise NetdefError(Problem(f"the history of {path} does not fit this net and solver type",
+                                  expected=f"{len(keys) * len(sets)} blobs ({len(keys)} parameters x "
+                                           f"{len(sets)} history set(s) of type {updater.type})",
+                                  found=f"{len(blobs)} blobs"))
+    for index, set_name in enumerate(sets):
+        by_key = dict(zip(keys, blobs[index * len(keys):(index + 1) * len(keys)]))
+        for name, tensor in state["history"][set_name].items():
+            stored = by_key[name]
+            if stored.numel() != tensor.numel():
+                raise NetdefError(Problem(f"the history of {path} does not fit parameter '{name}'",
+                                          expected=f"{set_name} of shape {list(tensor.shape)}",
+                                          found=f"shape {list(stored.shape)}"))
+            tensor.copy_(stored.reshape(tensor.shape))
+    return state
+
+
+def restore_solverstate(train, state, path, log) -> None:
+    """Resume Caffe's state: the learned_net weights into the TRAIN PhaseNet `train`, the iteration and the
+    history into the TrainState `state`."""
+    from ..train.snapshot import copy_weights, weights_table
+    path = Path(path)
+    message = read_message(path, "SolverState", "a binary SolverState written by Caffe (.solverstate)")
+    weights = learned_net_path(path, message.learned_net)
+    rows = copy_weights(train.net, read_caffemodel(weights), train.layer_names)
+    if any(row[2] in ("missing in file", "shape mismatch") for row in rows):
+        raise NetdefError(Problem(f"the weights in {weights} do not fit the current net:\n{weights_table(rows)}",
+                                  hint="to start a changed net from these weights, use --weights instead"))
+    history = [blob_tensor(blob, path, f"history blob {k}") for k, blob in enumerate(message.history)]
+    keys = caffe_param_keys(train.info.graph, train.net)
+    state.updater.load_state_dict(_history(state.updater, keys, history, path))
+    state.iteration, state.skipped_updates = int(message.iter), 0
+    log(f"Restored Caffe's solver state: iteration {message.iter}, {len(history)} history blobs, weights from "
+        f"{weights}; data readers, random generators and the smoothed loss start afresh (Caffe does not save them)")
