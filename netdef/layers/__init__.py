@@ -2,6 +2,7 @@
 from . import common, data, imagedata, inputs, loss, neuron, norm, rbf, structure, subsampling, vision  # noqa: F401  (registration)
 from . import attention, modern  # noqa: F401  (registration: layers past Caffe)
 from . import recurrent  # noqa: F401  (registration: sequence layers)
+from . import caffe_io, caffe_losses, caffe_neuron, caffe_spatial, caffe_structure  # noqa: F401  (registration: the rest of Caffe 1.0)
 from .base import LAYERS, Layer, ShapeError, register
 
 __all__ = ["LAYERS", "Layer", "ShapeError", "register"]
