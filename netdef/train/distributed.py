@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from ..errors import NetdefError, Problem
 
 ALIVE_KEY = "netdef/alive/"  # a surviving rank sets ALIVE_KEY<rank> in the store when a collective fails
 GRACE_SECONDS = 3.0  # how long survivors wait for each other's ALIVE_KEY before naming the missing ranks
+# gloo reports a dead peer as a plain RuntimeError ("...gloo/transport/tcp/pair.cc: Read error ...: Connection
+# reset by peer"), nccl and the store as DistError subclasses: these words tell a collective's failure from a bug
+COLLECTIVE_FAILURE = re.compile(r"gloo|nccl|connection|timed out|timeout|peer", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -138,7 +142,9 @@ def session(device_name: str, timeout_s: float):
     failed = False
     try:
         yield world
-    except dist.DistError as exc:
+    except RuntimeError as exc:  # DistError is one
+        if not (isinstance(exc, dist.DistError) or COLLECTIVE_FAILURE.search(str(exc))):
+            raise
         failed = True
         raise NetdefError(Problem(_missing_ranks_message(world, exc, timeout_s),
                                   hint="the other ranks' own output says why they stopped")) from None

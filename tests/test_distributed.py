@@ -1,0 +1,174 @@
+"""Data-parallel training on real processes (gloo on the CPU): 2 ranks at batch 32 against 1 process at
+batch 64 on LeNet, resumes across process counts, and a rank that dies or hangs."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from solver_helpers import MNIST5K, REPO
+
+LENET = (REPO / "nets" / "lenet.yaml").read_text(encoding="utf-8").replace("../data/mnist5k", str(MNIST5K))
+AUGMENTED = "transform_param: {scale: 0.00390625, pad: 2, crop_size: 28, mirror: true}"
+
+SOLVER = """\
+net: {net}
+test_iter: 2
+test_interval: 20
+base_lr: 0.01
+momentum: 0.9
+weight_decay: 5e-4
+lr_policy: inv
+gamma: 1e-4
+power: 0.75
+display: 20
+max_iter: {max_iter}
+snapshot: 20
+snapshot_prefix: {name}/lenet
+log_dir: {name}_run
+random_seed: 5
+device: cpu
+{extra}
+"""
+
+
+def lenet(folder, batch: int, test_batch: int, *, augmented=False):
+    """LeNet on the bundled digits at TRAIN batch `batch`, TEST batch `test_batch` (per process)."""
+    text = LENET.replace("batch_size: 64", f"batch_size: {batch}").replace("batch_size: 100",
+                                                                           f"batch_size: {test_batch}")
+    if augmented:
+        text = text.replace("transform_param: {scale: 0.00390625}", AUGMENTED, 1)  # the TRAIN layer's
+    path = folder / f"lenet_{batch}{'_aug' if augmented else ''}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path.name
+
+
+def solver(folder, name: str, net: str, max_iter=40, extra=""):
+    path = folder / f"{name}.yaml"
+    path.write_text(SOLVER.format(net=net, name=name, max_iter=max_iter, extra=extra), encoding="utf-8")
+    return path
+
+
+def environment(**extra):
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
+def train(folder, *args, nproc=1, timeout=240):
+    """`netdef train ARGS` as real processes: one, or `nproc` through --nproc (torchrun)."""
+    command = [sys.executable, "-m", "netdef", "train", *map(str, args)] + (["--nproc", str(nproc)] if nproc > 1 else [])
+    result = subprocess.run(command, cwd=folder, env=environment(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["weights"]
+
+
+def assert_same_weights(a, b, tolerance=1e-5):
+    first, second = weights(a), weights(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.allclose(first[key], second[key], atol=tolerance, rtol=0), \
+            f"{key}: {(first[key] - second[key]).abs().max().item()}"
+
+
+def accuracies(log: str) -> list:
+    return re.findall(r"Test net output #0: accuracy = (\S+)", log)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """LeNet for 40 iterations (snapshots at 20 and 40) on 1 process at batch 64 and on 2 at batch 32."""
+    folder = tmp_path_factory.mktemp("ddp")
+    one = train(folder, solver(folder, "one", lenet(folder, 64, 100)))
+    two = train(folder, solver(folder, "two", lenet(folder, 32, 50)), nproc=2)
+    return folder, one, two
+
+
+def test_two_ranks_at_batch_32_train_as_one_process_at_batch_64(runs):
+    folder, one, two = runs
+    assert_same_weights(folder / "one" / "lenet_iter_40.pt", folder / "two" / "lenet_iter_40.pt")
+    assert len(accuracies(one)) == 3 and accuracies(one) == accuracies(two)  # at 0, 20 and 40
+    losses = [re.findall(r"Iteration \d+ \(.*\), loss = (\S+)", log) for log in (one, two)]
+    assert [float(x) for x in losses[0]] == pytest.approx([float(x) for x in losses[1]], abs=1e-5)
+
+
+def test_only_rank_0_logs_and_writes_snapshots_and_events(runs):
+    folder, one, two = runs
+    assert sorted(p.name for p in (folder / "two").iterdir()) == ["lenet_iter_20.pt", "lenet_iter_40.pt"]
+    assert len(list((folder / "two_run").glob("events.out.tfevents.*"))) == 1
+    assert two.count("Optimization Done.") == 1 and two.count("Solving ") == 1
+
+
+def test_a_two_process_snapshot_resumes_on_one_process_and_back(runs):
+    folder, one, two = runs
+    train(folder, solver(folder, "two_on_one", lenet(folder, 64, 100)), "--snapshot", folder / "two" / "lenet_iter_20.pt")
+    assert_same_weights(folder / "two_on_one" / "lenet_iter_40.pt", folder / "one" / "lenet_iter_40.pt")
+    train(folder, solver(folder, "one_on_two", lenet(folder, 32, 50)), "--snapshot", folder / "one" / "lenet_iter_20.pt",
+          nproc=2)
+    assert_same_weights(folder / "one_on_two" / "lenet_iter_40.pt", folder / "two" / "lenet_iter_40.pt")
+
+
+def test_augmentation_iter_size_and_clipping_do_not_depend_on_the_split(tmp_path):
+    """Random crops and mirrors drawn for the whole batch, iter_size's passes summed locally before one
+    all-reduce, clip_gradients on the global norm of the averaged gradients."""
+    extra = "iter_size: 2\nclip_gradients: 0.5"
+    train(tmp_path, solver(tmp_path, "one", lenet(tmp_path, 64, 100, augmented=True), max_iter=10, extra=extra))
+    train(tmp_path, solver(tmp_path, "two", lenet(tmp_path, 32, 50, augmented=True), max_iter=10, extra=extra),
+          nproc=2)
+    assert_same_weights(tmp_path / "one" / "lenet_iter_10.pt", tmp_path / "two" / "lenet_iter_10.pt")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_ranks(folder, solver_path, timeout_s):
+    """Two ranks started as torchrun would (RANK, WORLD_SIZE, MASTER_ADDR...), without its agent, which
+    would kill the survivor itself."""
+    port = str(free_port())
+    return [subprocess.Popen([sys.executable, "-m", "netdef", "train", str(solver_path), "--collective-timeout",
+                              str(timeout_s)], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=environment(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                                             MASTER_ADDR="127.0.0.1", MASTER_PORT=port))
+            for rank in range(2)]
+
+
+def wait_for_training(rank0, pattern="Iteration 20, lr"):
+    """Read rank 0's output until training is under way."""
+    deadline = time.monotonic() + 120
+    for line in rank0.stdout:
+        if pattern in line or time.monotonic() > deadline:
+            return
+    raise AssertionError("rank 0 ended before training started: " + rank0.stderr.read())
+
+
+@pytest.mark.parametrize("how", ["killed", "hung"])
+def test_a_rank_that_dies_or_hangs_stops_the_other_which_names_it(tmp_path, how):
+    timeout_s = 5
+    path = solver(tmp_path, "long", lenet(tmp_path, 32, 50), max_iter=100000)
+    rank0, rank1 = start_ranks(tmp_path, path, timeout_s)
+    try:
+        wait_for_training(rank0)
+        rank1.send_signal(signal.SIGKILL if how == "killed" else signal.SIGSTOP)
+        started = time.monotonic()
+        _, err = rank0.communicate(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        for process in (rank0, rank1):
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    assert rank0.returncode == 2, err
+    assert "rank 1 of 2 stopped answering" in err and "Traceback" not in err
+    assert took < timeout_s + 10  # the collective timeout, the survivors' grace and the exit
