@@ -4,6 +4,7 @@
     net = netdef.read_net("nets/lenet.yaml")        # read, validated and expanded once
     info = net.info("TEST")                          # shapes, parameters, MACs of one phase
     model = net.compile("TRAIN")                     # a CompiledNet: model(data=images, label=labels)
+    netdef.api.set_input_arrays("data", images, labels)  # what a memory-fed data layer named "data" serves
 
 Each stage takes the previous one's value: load -> validate -> expand (ExpandedNet) -> graph (Graph, one
 per net state) -> infer (NetInfo) -> build (CompiledNet). `Net` holds one file's expansion and derives
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .data.memory import set_input_arrays  # noqa: F401  (part of the API: pycaffe's net.set_input_arrays)
 from .front.expand import ExpandedNet, dump_net, expand
 from .front.graph import Graph, NetState, build_graph
 from .front.infer import NetInfo, infer

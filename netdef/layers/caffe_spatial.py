@@ -42,7 +42,8 @@ class SPP(Layer):
                 pad = (kernel * bins - size + 1) // 2
                 if pad >= kernel:
                     raise ShapeError(f"the input is too small for {bins} x {bins} pyramid bins",
-                                     expected=f"height and width of at least {bins}", found=f"shape {list(shape)}",
+                                     expected=f"sizes whose bin padding is under the window (Caffe's pooling: pad < "
+                                              f"kernel; here pad {pad}, kernel {kernel})", found=f"shape {list(shape)}",
                                      path=("spp_param", "pyramid_height"))
                 axes.append((kernel, pad, caffe_pooled_size(size, kernel, kernel, pad)))
             levels.append(tuple(zip(*axes)))  # (kernels, pads, sizes), each (h, w)

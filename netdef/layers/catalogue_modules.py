@@ -13,6 +13,19 @@ from .modules import PaddedPool2d, _labels, normalized
 LOG_THRESHOLD = 1e-20  # Caffe's kLOG_THRESHOLD: probabilities are clamped to it before the logarithm
 
 
+class _ClampMin(torch.autograd.Function):
+    """max(value, low) in the forward pass with the gradient of `value` itself: Caffe clamps a probability
+    before its logarithm, but its backward divides by the clamped value (or ignores the clamp) all the same."""
+
+    @staticmethod
+    def forward(ctx, value, low):
+        return value.clamp_min(low)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
 # ---------------------------------------------------------------- elementwise
 
 class Threshold(nn.Module):
@@ -157,7 +170,7 @@ class MultinomialLogisticLoss(nn.Module):
     def forward(self, probabilities, label):
         rows, target = _per_sample(probabilities, label)
         picked = rows.gather(1, target.unsqueeze(1))
-        return -torch.log(picked.clamp_min(LOG_THRESHOLD)).sum() / rows.shape[0]
+        return -torch.log(_ClampMin.apply(picked, LOG_THRESHOLD)).sum() / rows.shape[0]
 
 
 class InfogainLoss(nn.Module):
@@ -174,7 +187,7 @@ class InfogainLoss(nn.Module):
         matrix = (self.infogain if matrix is None else matrix.detach()).reshape(classes, classes).to(scores.dtype)
         target = _labels(scores, label, self.axis)
         valid = target != self.ignore_label if self.ignore_label is not None else torch.ones_like(target, dtype=torch.bool)
-        log_prob = F.log_softmax(scores, self.axis).clamp_min(math.log(LOG_THRESHOLD)).movedim(self.axis, -1)
+        log_prob = _ClampMin.apply(F.log_softmax(scores, self.axis), math.log(LOG_THRESHOLD)).movedim(self.axis, -1)
         weights = matrix[torch.where(valid, target, 0)] * valid.unsqueeze(-1)  # H's row of each label; 0 if ignored
         total = -(weights * log_prob).sum()
         loss = normalized(total, self.normalization, target.numel(), scores.shape[0],
