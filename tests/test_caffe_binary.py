@@ -79,7 +79,7 @@ def lenet_solver(tmp_path, net, **fields):
     solver.pop("solver_mode")  # Caffe's CPU/GPU switch: netdef's `device`
     solver.update(net=net.name, **fields)
     path = tmp_path / "lenet_solver.yaml"
-    path.write_text(yaml.safe_dump(solver), encoding="utf-8")
+    path.write_text(yaml.safe_dump(dict(solver)), encoding="utf-8")
     return path
 
 
@@ -126,3 +126,268 @@ def test_train_from_caffes_lmdb_data(tmp_path, netdef_subprocess):
     assert losses[0] > 2.0 and losses[-1] < 1.5, run.stdout
     accuracy = float(re.findall(r"Test net output #0: accuracy = (\S+)", run.stdout)[-1])
     assert accuracy > 0.5
+
+
+def lenet_snapshot(tmp_path, netdef_subprocess) -> "Path":
+    """A netdef snapshot of LeNet after 20 iterations on Caffe's LMDBs."""
+    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=20, test_interval=0, display=0, snapshot=0,
+                          random_seed=3, snapshot_prefix="lenet")
+    run = netdef_subprocess("train", solver, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    return tmp_path / "lenet_iter_20.pt"
+
+
+def test_snapshot_to_caffemodel_round_trip_is_bitwise(tmp_path, netdef_subprocess):
+    from netdef.tools.export import deploy_net, example_inputs
+    from netdef.train.snapshot import load_snapshot
+    snapshot = lenet_snapshot(tmp_path, netdef_subprocess)
+    net = lenet_net(tmp_path)
+    model = tmp_path / "lenet.caffemodel"
+    run = netdef_subprocess("export", net, "--weights", snapshot, "-o", model)
+    assert run.returncode == 0, run.stderr
+    assert f"{model}: Caffe NetParameter 'LeNet', 10 layers, 8 blobs" in run.stdout
+    # the blobs are the snapshot's, bit for bit, in Caffe's order and shapes
+    stored = load_snapshot(snapshot)["weights"]
+    for layer, blobs in read_caffemodel(model).items():
+        assert [torch.equal(blob, stored[f"{layer}.{name}"]) for blob, name in zip(blobs, ("weight", "bias"))] == [True] * 2
+    # the same outputs: netdef test's printout and the deploy net's forward
+    scored = [netdef_subprocess("test", "--model", net, "--weights", weights, "--iterations", 3).stdout
+              for weights in (snapshot, model)]
+    assert "accuracy = " in scored[0] and scored[0] == scored[1]
+    forwards = []
+    for weights in (snapshot, model):
+        deployed, graph, info = deploy_net(net, weights)
+        forwards.append(deployed(**{deployed.input_names[b]: t for b, t in example_inputs(graph, info).items()}))
+    assert torch.equal(forwards[0]["ip2"], forwards[1]["ip2"])
+
+
+def test_exported_caffemodel_has_caffes_layout(tmp_path, netdef_cli):
+    """Layer for layer what Caffe's own LeNet snapshot holds: names, types, bottoms, tops, BlobShapes."""
+    model = tmp_path / "lenet.caffemodel"
+    status, _, err = netdef_cli("export", lenet_net(tmp_path), "--weights", CAFFEMODEL, "-o", model)
+    assert status == 0, err
+    ours = proto.parse("NetParameter", model.read_bytes())
+    caffes = proto.parse("NetParameter", CAFFEMODEL.read_bytes())
+
+    def layout(net):
+        return {layer.name: (layer.type, list(layer.bottom), list(layer.top), [list(b.shape.dim) for b in layer.blobs])
+                for layer in net.layer}
+    theirs = layout(caffes)
+    assert ours.name == caffes.name and {"accuracy"} == set(layout(ours)) - set(theirs)
+    assert {name: row for name, row in layout(ours).items() if name in theirs} == theirs
+    assert all(layer.phase == 1 for layer in ours.layer)  # TEST
+    assert [list(b.data) for b in ours.layer[1].blobs] == [list(b.data) for b in caffes.layer[1].blobs]
+
+
+def test_v1_caffemodel_with_legacy_blob_shapes(tmp_path, netdef_cli):
+    """A pre-2015 file: legacy `layers` (V1LayerParameter, type an enum number) whose blobs have only
+    num/channels/height/width (an InnerProduct weight 1 x 1 x N x K), as Caffe wrote them then."""
+    caffes = proto.parse("NetParameter", CAFFEMODEL.read_bytes())
+    legacy = proto.message("NetParameter")(name="LeNet")
+    for layer in caffes.layer:
+        v1 = legacy.layers.add(name=layer.name, type=4, bottom=layer.bottom, top=layer.top)
+        for blob in layer.blobs:
+            dims = [1] * (4 - len(blob.shape.dim)) + list(blob.shape.dim)
+            v1.blobs.add(num=dims[0], channels=dims[1], height=dims[2], width=dims[3], data=blob.data)
+    model = tmp_path / "v1.caffemodel"
+    model.write_bytes(legacy.SerializeToString())
+    status, out, err = netdef_cli("test", "--model", lenet_net(tmp_path), "--weights", model, "--iterations", 10)
+    assert status == 0, err
+    assert "\naccuracy = 0.962\n" in out and "\nloss = 0.148251 " in out
+
+
+def test_train_weights_from_a_caffemodel_reports_the_table(tmp_path, netdef_subprocess):
+    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=1, test_interval=0, display=1, snapshot=0)
+    run = netdef_subprocess("train", solver, "--weights", CAFFEMODEL, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"Copying weights from {CAFFEMODEL}" in run.stdout
+    assert "8 blobs copied, 0 shape mismatches, 0 missing in the file, 0 in the file but not in this net" in run.stdout
+
+
+def test_caffemodel_of_another_net_is_a_table_not_a_crash(tmp_path, netdef_subprocess):
+    net = load_prototxt(FIXTURES / "lenet_train_test.prototxt")
+    for layer in net["layers"]:
+        if "data_param" in layer:
+            layer["data_param"]["source"] = str(FIXTURES / layer["data_param"]["source"])
+        if layer["name"] == "ip1":
+            layer["inner_product_param"]["num_output"] = 300
+            layer["name"] = "fc1"
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(net, sort_keys=False))
+    run = netdef_subprocess("test", "--model", path, "--weights", CAFFEMODEL, "--iterations", 1)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert "2 layer(s) would be scored with their fillers: fc1, ip2" in run.stderr
+    assert re.search(r"ip1 +0 +not in net +500x800", run.stderr)  # blob 0 of a layer this net lacks
+    assert re.search(r"ip2 +weight +shape mismatch +10x500 +10x300", run.stderr)
+
+
+@pytest.mark.parametrize("size", [0, 7, 50_000, 1_000_000])
+def test_truncated_caffemodel_names_the_file(tmp_path, netdef_subprocess, size):
+    damaged = tmp_path / "cut.caffemodel"
+    damaged.write_bytes(CAFFEMODEL.read_bytes()[:size])
+    run = netdef_subprocess("test", "--model", lenet_net(tmp_path), "--weights", damaged, "--iterations", 1)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"{damaged} is {'empty' if size == 0 else 'damaged'}" in run.stderr
+
+
+def test_truncated_solverstate_and_missing_learned_net(tmp_path, netdef_subprocess):
+    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=1001)
+    cut = tmp_path / "cut.solverstate"
+    cut.write_bytes(SOLVERSTATE.read_bytes()[:3000])
+    run = netdef_subprocess("train", solver, "--snapshot", cut, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and f"{cut} is damaged" in run.stderr
+    alone = tmp_path / "alone" / SOLVERSTATE.name
+    alone.parent.mkdir()
+    shutil.copy(SOLVERSTATE, alone)
+    run = netdef_subprocess("train", solver, "--snapshot", alone, cwd=tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"the weights of {alone} are missing: no 'lenet_iter_1000.caffemodel' beside it" in run.stderr
+
+
+def digit_images(tmp_path, count=12):
+    """`count` MNIST digits from Caffe's LMDB as PNG files with a Caffe list file (`path label` lines)."""
+    from PIL import Image
+    from netdef.data.datum import load
+    images, labels = load("LMDB", FIXTURES / "mnist5k_test_lmdb")
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    lines = []
+    for k in range(count):
+        Image.fromarray(images[k, 0].numpy()).save(folder / f"d{k}.png")
+        lines.append(f"d{k}.png {int(labels[k])}")
+    (folder / "list.txt").write_text("\n".join(lines) + "\n")
+    return folder / "list.txt", images[:count], labels[:count]
+
+
+def convert_imageset(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "convert_imageset.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("encoded", [False, True])
+def test_convert_imageset_writes_an_lmdb_the_data_layer_reads(tmp_path, encoded):
+    from netdef.data.datum import load, records
+    list_file, images, labels = digit_images(tmp_path)
+    output = tmp_path / "digits_lmdb"
+    run = convert_imageset(list_file, output, "--backend", "lmdb", "--gray", *(["--encoded"] if encoded else []))
+    assert run.returncode == 0, run.stderr
+    keys = [key for key, _ in records("LMDB", output)]
+    assert keys[:2] == [b"00000000_d0.png", b"00000001_d1.png"]
+    datum = proto.parse("Datum", dict(records("LMDB", output))[b"00000003_d3.png"])
+    assert datum.encoded == encoded and datum.label == int(labels[3])
+    if encoded:
+        assert datum.data == (list_file.parent / "d3.png").read_bytes()  # the file as it is, as Caffe stores it
+    else:
+        assert (datum.channels, datum.height, datum.width) == (1, 28, 28)
+    stored, stored_labels = load("LMDB", output)
+    assert torch.equal(stored, images) and torch.equal(stored_labels, labels)
+
+
+def test_convert_imageset_shuffle_and_resize(tmp_path):
+    from netdef.data.datum import load
+    list_file, _, labels = digit_images(tmp_path)
+    output = tmp_path / "small_lmdb"
+    run = convert_imageset(list_file, output, "--backend", "lmdb", "--shuffle", "--resize_height", 14,
+                           "--resize_width", 10)
+    assert run.returncode == 0, run.stderr
+    stored, stored_labels = load("LMDB", output)
+    assert stored.shape == (12, 3, 14, 10)
+    assert sorted(stored_labels.tolist()) == sorted(labels.tolist()) and stored_labels.tolist() != labels.tolist()
+
+
+def test_leveldb_and_colour_encoded_records(tmp_path, write_yaml, netdef_cli):
+    """A LevelDB of encoded colour JPEG and PNG Datums (as convert_imageset --backend leveldb --encoded):
+    decoded to Caffe's B, G, R order, and read through a Data layer."""
+    import io
+    import plyvel
+    from PIL import Image
+    from netdef.data.datum import datum_bytes, load
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    folder = tmp_path / "colour_leveldb"
+    database = plyvel.DB(str(folder), create_if_missing=True)
+    for k, fmt in enumerate(["PNG", "PNG", "JPEG"]):
+        stream = io.BytesIO()
+        Image.fromarray(rgb).save(stream, format=fmt)
+        database.put(f"{k:08d}".encode(), datum_bytes(None, k + 1, stream.getvalue()))
+    database.close()
+    images, labels = load("LEVELDB", folder)
+    assert images.shape == (3, 3, 6, 8) and labels.tolist() == [1, 2, 3]
+    assert np.array_equal(images[0].numpy(), rgb[:, :, ::-1].transpose(2, 0, 1))  # B, G, R
+    net = write_yaml(f"""
+        name: colour
+        layers:
+          - {{name: data, type: Data, top: [data, label], data_param: {{source: {folder}, batch_size: 2, backend: LEVELDB}}}}
+          - {{name: ip, type: InnerProduct, bottom: data, top: ip, inner_product_param: {{num_output: 4}}}}
+          - {{name: loss, type: SoftmaxWithLoss, bottom: [ip, label], top: loss}}
+    """)
+    status, out, err = netdef_cli("summary", net)
+    assert status == 0, err
+    assert "2x3x6x8" in out.replace(" ", "") or "(2, 3, 6, 8)" in out or "2 3 6 8" in out
+
+
+def lmdb_net(write_yaml, source):
+    return write_yaml(f"""
+        name: digits
+        layers:
+          - {{name: data, type: Data, top: [data, label], data_param: {{source: {source}, batch_size: 4, backend: LMDB}}}}
+          - {{name: ip, type: InnerProduct, bottom: data, top: ip, inner_product_param: {{num_output: 10}}}}
+          - {{name: loss, type: SoftmaxWithLoss, bottom: [ip, label], top: loss}}
+    """)
+
+
+def test_truncated_lmdb_is_a_positioned_error(tmp_path, write_yaml, netdef_subprocess):
+    """Reading past the end of a truncated data.mdb would kill the process (SIGBUS): it is refused first."""
+    source = tmp_path / "cut_lmdb"
+    shutil.copytree(FIXTURES / "mnist5k_test_lmdb", source)
+    data = source / "data.mdb"
+    data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
+    run = netdef_subprocess("check", lmdb_net(write_yaml, source))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert re.search(rf"net\.yaml:3:\d+: .*{re.escape(str(data))} is truncated: 522,240 bytes, its header says "
+                     r"1,044,480", run.stderr)
+
+
+def test_bad_datum_records(tmp_path, write_yaml, netdef_subprocess):
+    import lmdb
+    source = tmp_path / "bad_lmdb"
+    env = lmdb.open(str(source), map_size=1 << 20)
+    with env.begin(write=True) as transaction:
+        transaction.put(b"00000000", b"\xff\xff\xff")
+    env.close()
+    run = netdef_subprocess("check", lmdb_net(write_yaml, source))
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"{source}: record '00000000' is not a Caffe Datum" in run.stderr
+    run = netdef_subprocess("check", lmdb_net(write_yaml, tmp_path / "nothing_here"))
+    assert run.returncode == 2 and "is not a folder" in run.stderr
+
+
+def test_reading_an_lmdb_writes_nothing(tmp_path):
+    from netdef.data.datum import load
+    source = FIXTURES / "mnist5k_train_lmdb"
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in source.iterdir()}
+    images, labels = load("LMDB", source)
+    assert images.shape == (4000, 1, 28, 28) and images.dtype == torch.uint8 and labels.shape == (4000,)
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in source.iterdir()} == before
+
+
+def test_binaryproto_mean(tmp_path):
+    """compute_image_mean -o X.binaryproto writes Caffe's 1 x C x H x W BlobProto; mean_file reads it (and
+    BlobShape-style files too)."""
+    from netdef.data.mean import load_mean
+    from netdef.data.datum import load
+    output = tmp_path / "mean.binaryproto"
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "compute_image_mean.py"),
+                          FIXTURES / "mnist5k_test_lmdb", "--backend", "LMDB", "-o", output],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    blob = proto.parse("BlobProto", output.read_bytes())
+    assert (blob.num, blob.channels, blob.height, blob.width) == (1, 1, 28, 28)
+    images, _ = load("LMDB", FIXTURES / "mnist5k_test_lmdb")
+    expected = images.double().mean(0).float().numpy()
+    assert np.array_equal(load_mean(output), expected)
+    shaped = proto.message("BlobProto")()
+    shaped.shape.dim.extend([1, 1, 28, 28])
+    shaped.data.extend(expected.reshape(-1).tolist())
+    (tmp_path / "shaped.binaryproto").write_bytes(shaped.SerializeToString())
+    assert np.array_equal(load_mean(tmp_path / "shaped.binaryproto"), expected)

@@ -1,14 +1,15 @@
 """The mean image, the per-channel means and the pixel covariance's principal components of a data set,
 printed as transform_param YAML to paste into a net (Caffe's compute_image_mean, plus AlexNet's PCA).
 
-    python tools/compute_image_mean.py SOURCE [-o mean.npy] [--backend CIFAR10 --split train]
+    python tools/compute_image_mean.py SOURCE [-o mean.npy | -o mean.binaryproto] [--backend LMDB]
                                        [--resize_height H --resize_width W | --resize_shorter S] [--rgb]
 
 SOURCE is what a data layer reads: a list file, a folder of class folders or a packed .h5 file (as an
 ImageData layer; give the same resize options as the layer, or none for packed files), or a Data
-layer's folder with --backend (IDX, CIFAR10, CIFAR100). Values are on the 0-255 pixel scale, in the
-channel order the layer produces (BGR for ImageData unless --rgb). The mean image (-o) is float32
-C x H x W in .npy format, for `transform_param: {mean_file: ...}`. The eigenvectors and eigenvalues of
+layer's folder or database with --backend (IDX, CIFAR10, CIFAR100, LMDB, LEVELDB). Values are on the 0-255
+pixel scale, in the channel order the layer produces (BGR for ImageData unless --rgb). The mean image (-o)
+is float32 C x H x W in .npy format, or Caffe's 1 x C x H x W BlobProto when it ends in .binaryproto (as
+Caffe's compute_image_mean writes it), for `transform_param: {mean_file: ...}`. The eigenvectors and eigenvalues of
 the C x C covariance of all pixels are AlexNet's lighting noise (`pca_eigval`, `pca_eigvec`).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdef.errors import NetdefError  # noqa: E402
+from netdef.data.mean import BINARYPROTO, write_binaryproto  # noqa: E402
 from netdef.data.images import (DecodedImages, Geometry, PackedImages, decoded_batches, default_workers,  # noqa: E402
                            folder_samples, image_size, read_list, read_packed_header)
 from netdef.layers.base import ShapeError  # noqa: E402
@@ -88,7 +90,7 @@ def as_yaml(stats: dict, mean_file: str | None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="list file, class folder, packed .h5, or a Data folder")
-    parser.add_argument("-o", "--output", type=Path, help="write the mean image here (.npy)")
+    parser.add_argument("-o", "--output", type=Path, help="write the mean image here (.npy, or .binaryproto)")
     parser.add_argument("--backend", choices=sorted(BACKENDS), help="read SOURCE as a Data layer folder")
     parser.add_argument("--split", default="train", help="with --backend: the split (default train)")
     parser.add_argument("--resize_height", type=int, default=0)
@@ -104,7 +106,11 @@ def main(argv=None) -> int:
         return 2
     channels, height, width = stats["mean_image"].shape
     if args.output:
-        np.save(args.output, stats["mean_image"].float().numpy())
+        mean_image = stats["mean_image"].float().numpy()
+        if args.output.suffix == BINARYPROTO:
+            write_binaryproto(mean_image, args.output)
+        else:
+            np.save(args.output, mean_image)
     print(f"# {stats['count']:,} images of {channels}x{height}x{width} from {args.source}")
     for c, value in enumerate(stats["mean_value"].tolist()):
         print(f"# mean_value channel [{c}]: {value:.6g}")

@@ -2,17 +2,26 @@
 
     python tools/convert_imageset.py LIST_OR_FOLDER OUT.h5 [--root_folder DIR]
                                      [--resize_height H --resize_width W | --resize_shorter S]
-                                     [--gray] [--rgb] [--skip_bad] [--workers N]
+                                     [--gray] [--rgb] [--skip_bad] [--workers N] [--shuffle]
+    python tools/convert_imageset.py LIST_OR_FOLDER OUT_lmdb --backend lmdb [--encoded [--encode_type png]]
+                                     [--resize_height H --resize_width W] [--gray] [--shuffle]
 
 SOURCE is a Caffe list file (`path label` per line; paths relative to --root_folder, default the list's
 folder) or a folder of class folders. Every image is decoded once, resized (Caffe's warp to H x W, or
 the shorter side to S keeping the central S x S square), and stored as uint8 C x H x W in the HDF5
 datasets `data` (N x C x H x W, contiguous) and `label` (N). An ImageData layer reads the file with
 `image_data_param: {source: OUT.h5}`: later epochs decode nothing, they copy bytes out of the page cache.
+
+`--backend lmdb` writes Caffe's own format instead, as its convert_imageset does: an LMDB folder of Datum
+records keyed `<line, 8 digits>_<file name>`, raw uint8 C x H x W in B, G, R order, or with `--encoded` the
+image files themselves (re-encoded as --encode_type, default PNG, when resized or made gray). A Data layer
+reads it with `data_param: {source: OUT_lmdb, backend: LMDB}`, and so does Caffe. `--shuffle` shuffles the
+list first (seeded: the same order every run).
 """
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from pathlib import Path
@@ -20,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdef.errors import NetdefError  # noqa: E402
+from netdef.data.datum import write_lmdb  # noqa: E402
 from netdef.data.images import (Geometry, default_workers, folder_samples, image_size, missing_files,  # noqa: E402
                            read_list, skipped_warning, write_packed)
 
@@ -35,7 +45,13 @@ def source_samples(source: Path, root_folder: str | None) -> tuple:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="list file or folder of class folders")
-    parser.add_argument("output", type=Path, help="packed file to write (.h5)")
+    parser.add_argument("output", type=Path, help="packed file to write (.h5), or the LMDB folder (--backend lmdb)")
+    parser.add_argument("--backend", choices=("h5", "lmdb"), default="h5",
+                        help="h5: netdef's packed file (default); lmdb: Caffe's database of Datum records")
+    parser.add_argument("--encoded", action="store_true", help="lmdb: store the image files, not raw pixels")
+    parser.add_argument("--encode_type", default="", choices=("", "png", "jpg"),
+                        help="lmdb --encoded: re-encode every image in this format (default: keep the files)")
+    parser.add_argument("--shuffle", action="store_true", help="shuffle the list before writing (seeded)")
     parser.add_argument("--root_folder", help="folder the list's paths are relative to (default: the list's folder)")
     parser.add_argument("--resize_height", type=int, default=0)
     parser.add_argument("--resize_width", type=int, default=0)
@@ -56,16 +72,24 @@ def main(argv=None) -> int:
         if missing:
             print(skipped_warning(missing, len(samples)), file=sys.stderr)
         samples = [s for s in samples if s.path.is_file()]
+        if args.shuffle:
+            random.Random(0).shuffle(samples)
         width, height = image_size(samples[0].path)
         shape = (geometry.channels,) + geometry.stored_size(width, height)
         start = time.perf_counter()
-        count = write_packed(args.output, samples, geometry, shape, classes=classes, workers=args.workers,
-                             skip_bad=args.skip_bad, log=lambda line: print(line, file=sys.stderr))
+        log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+        if args.backend == "lmdb":
+            count = write_lmdb(args.output, samples, geometry, shape, encoded=args.encoded,
+                               encode_type=args.encode_type, workers=args.workers, log=log)
+        else:
+            count = write_packed(args.output, samples, geometry, shape, classes=classes, workers=args.workers,
+                                 skip_bad=args.skip_bad, log=log)
     except NetdefError as exc:
         print(exc, file=sys.stderr)
         return 2
+    size = sum(f.stat().st_size for f in args.output.iterdir()) if args.output.is_dir() else args.output.stat().st_size
     print(f"{args.output}: {count:,} images {shape[0]}x{shape[1]}x{shape[2]} "
-          f"({args.output.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - start:.1f} s")
+          f"({size / 2**20:.1f} MiB) in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -57,7 +57,7 @@ def _legacy_match(stored, target) -> bool:
 
 
 def _damaged(path, what: str) -> NetdefError:
-    return NetdefError(Problem(f"{path} is not a readable .caffemodel: {what}",
+    return NetdefError(Problem(f"{path} is damaged or not a .caffemodel: {what}",
                                expected="a binary NetParameter written by Caffe (or by netdef export)",
                                hint="the file may be truncated or damaged; download or copy it again"))
 
@@ -76,7 +76,8 @@ def read_message(path, name: str, kind: str):
     try:
         return proto.parse(name, data)
     except (DecodeError, RuntimeError, ValueError) as exc:  # upb reports some damage as RuntimeError
-        raise NetdefError(Problem(f"{path} is damaged: {exc}", expected=kind,
+        reason = str(exc).rpartition(": ")[2] or type(exc).__name__  # without protobuf's "Error parsing message"
+        raise NetdefError(Problem(f"{path} is damaged: {reason}", expected=kind,
                                   hint="the file may be truncated; copy it again")) from None
 
 

@@ -150,3 +150,86 @@ def datum_bytes(image, label: int, encoded: bytes | None = None) -> bytes:
     channels, height, width = image.shape
     return message("Datum")(channels=channels, height=height, width=width, data=image.tobytes(),
                             label=int(label)).SerializeToString()
+
+
+def record_key(index: int, path: Path) -> bytes:
+    """Caffe's convert_imageset key: the line number in 8 digits, '_', the file's name (Caffe writes the
+    path as listed; the name keeps keys under LMDB's 511 bytes). Records are read in key order."""
+    return f"{index:08d}_{path.name}".encode()
+
+
+class _LmdbWriter:
+    """Records put in transactions of `per_commit` (as convert_imageset commits every 1000)."""
+    per_commit = 1000
+
+    def __init__(self, path: Path):
+        import lmdb
+        self.env = lmdb.open(str(path), map_size=1 << 40, subdir=True, meminit=False, map_async=True)
+        self.transaction, self.count = self.env.begin(write=True), 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.transaction.put(key, value)
+        self.count += 1
+        if self.count % self.per_commit == 0:
+            self.transaction.commit()
+            self.transaction = self.env.begin(write=True)
+
+    def close(self) -> None:
+        self.transaction.commit()
+        self.env.sync()
+        self.env.close()
+
+
+def encode_image(array, encode_type: str) -> bytes:
+    """A C x H x W uint8 array (BGR, or gray) as PNG or JPEG file bytes."""
+    import numpy as np
+    from PIL import Image
+    pixels = array[0] if array.shape[0] == 1 else np.ascontiguousarray(array[::-1].transpose(1, 2, 0))
+    stream = io.BytesIO()
+    Image.fromarray(pixels).save(stream, format={"jpg": "JPEG", "jpeg": "JPEG"}.get(encode_type, encode_type.upper()))
+    return stream.getvalue()
+
+
+def write_lmdb(path: Path, samples: list, geometry, shape: tuple, *, encoded: bool = False, encode_type: str = "",
+               workers: int = 0, log=print) -> int:
+    """An LMDB of Datums as Caffe's convert_imageset writes it, one record per sample in the order given:
+    raw uint8 C x H x W (BGR) of `geometry`, or with `encoded` the image file: its own bytes when neither
+    resizing, a channel change nor `encode_type` asks for a new one, else re-encoded (PNG unless
+    `encode_type`). Unreadable images stop it with every problem listed (NetdefError). Returns the count."""
+    from ..errors import NetdefError
+    from .images import DecodedImages, decoded_batches
+    path = Path(path)
+    if path.exists():
+        raise NetdefError(f"{path} exists: Caffe's convert_imageset refuses to write into an existing database")
+    if encoded and not (geometry.fixed or encode_type or not geometry.is_color):
+        return _write_file_bytes(path, samples, log)
+    writer, problems = _LmdbWriter(path), []
+    try:
+        for batch, failures in decoded_batches(DecodedImages(samples, geometry, shape), workers):
+            bad = {k for k, _, _ in failures}
+            problems += [samples[index].problem(error) for _, index, error in failures]
+            for k, index in enumerate(batch.indices.tolist()):
+                if k in bad:
+                    continue
+                image, sample = batch.images[k].numpy(), samples[index]
+                data = encode_image(image, encode_type or "png") if encoded else None
+                writer.put(record_key(index, sample.path), datum_bytes(image, sample.label, data))
+            log(f"Processed {writer.count:,} files.")
+    finally:
+        writer.close()
+    if problems:
+        import shutil
+        shutil.rmtree(path)  # a database missing images would train on a part of the list unnoticed
+        raise NetdefError(problems)
+    return writer.count
+
+
+def _write_file_bytes(path: Path, samples: list, log) -> int:
+    writer = _LmdbWriter(path)
+    try:
+        for index, sample in enumerate(samples):
+            writer.put(record_key(index, sample.path), datum_bytes(None, sample.label, sample.path.read_bytes()))
+    finally:
+        writer.close()
+    log(f"Processed {writer.count:,} files.")
+    return writer.count

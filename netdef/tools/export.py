@@ -1,4 +1,5 @@
-"""Export a net's deploy form (its TEST phase without data, loss and metric layers) to ONNX.
+"""Export a net's deploy form (its TEST phase without data, loss and metric layers) to ONNX, or its TEST
+phase with its weights to a Caffe .caffemodel.
 
 The data layers' tops that the remaining layers read become the ONNX graph's inputs, with the shapes the
 net file gives them; the tops nothing reads become its outputs. Needs the `onnx` extra
@@ -69,6 +70,22 @@ def deploy_net(path, weights=None, level=0, stages=(), batch=None):
         from ..train.snapshot import load_weights as read_weights
         load_weights(net, read_weights(weights), weights)
     return net.eval(), graph, info
+
+
+def export_caffemodel(path, output, weights=None, level=0, stages=()) -> Graph:
+    """Write the TEST phase of a net file, every layer with its blobs, as a .caffemodel that Caffe loads
+    (`caffe test -weights`, `caffe train -weights`: matched by layer name); returns its graph."""
+    from ..api import load_graph
+    from ..build import compile_graph
+    from ..caffe.caffemodel import write_caffemodel
+    from ..front.infer import infer
+    graph = load_graph(path, "TEST", level, stages)
+    net = compile_graph(graph, infer(graph))
+    if weights is not None:
+        from ..train.snapshot import load_weights as read_weights
+        load_weights(net, read_weights(weights), weights)
+    write_caffemodel(graph, net, output)
+    return graph
 
 
 def example_inputs(graph: Graph, info, seed=0) -> dict:
