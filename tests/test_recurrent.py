@@ -268,3 +268,33 @@ def test_an_lstm_exports_to_onnx_starting_every_call_from_a_zero_state(tmp_path)
     for _ in range(2):  # every call is netdef's first pass, from a zero state
         (h,) = session.run(None, {"x": x.numpy(), "cont": cont.numpy()})
         np.testing.assert_allclose(h, first_pass, rtol=1e-5, atol=1e-6)
+
+
+def test_caffes_lstm_and_embed_blobs_load_from_a_caffemodel_by_order(tmp_path):
+    """A .caffemodel holds a layer's blobs in Caffe's order, unnamed: Embed (weight input_dim x num_output),
+    LSTM (W_xc, b_c, W_hc); they land in the blobs of the same names here, every one copied."""
+    from netdef.caffe import proto
+    from netdef.caffe.caffemodel import blob_proto
+    from netdef.train.snapshot import copy_weights, load_weights
+    t, n, vocabulary, k, d = 3, 2, 5, 4, 3
+    path = tmp_path / "net.yaml"
+    path.write_text(yaml.safe_dump({"name": "net", "layers": [
+        {"name": "input", "type": "Input", "top": ["words", "cont"], "input_param": {"shape": [{"dim": [t, n]}]}},
+        {"name": "embed", "type": "Embed", "bottom": "words", "top": "x",
+         "embed_param": {"num_output": k, "input_dim": vocabulary, "bias_term": False}},
+        {"name": "lstm", "type": "LSTM", "bottom": ["x", "cont"], "top": "h", "recurrent_param": {"num_output": d}}]},
+        sort_keys=False))
+    blobs = {"embed": [torch.randn(vocabulary, k)],
+             "lstm": [torch.randn(4 * d, k), torch.randn(4 * d), torch.randn(4 * d, d)]}
+    model = proto.message("NetParameter")(name="net")
+    for name, layer_type in (("embed", "Embed"), ("lstm", "LSTM")):
+        layer = model.layer.add(name=name, type=layer_type)
+        for tensor in blobs[name]:
+            blob_proto(tensor, layer.blobs.add())
+    (tmp_path / "net.caffemodel").write_bytes(model.SerializeToString())
+    net = netdef.load_net(path)
+    rows = copy_weights(net, load_weights(tmp_path / "net.caffemodel"), {"embed": "embed", "lstm": "lstm"})
+    assert {row[2] for row in rows} == {"copied"} and len(rows) == 4
+    for name, expected in zip(("W_xc", "b_c", "W_hc"), blobs["lstm"]):
+        torch.testing.assert_close(getattr(net.lstm, name).detach(), expected)
+    torch.testing.assert_close(net.embed.weight.detach(), blobs["embed"][0])
