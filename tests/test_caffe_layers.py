@@ -7,6 +7,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -537,3 +542,94 @@ def test_crop_past_the_bottom_is_a_positioned_error(tmp_path, netdef_cli):
     path = write_net(tmp_path, "Crop", {"crop_param": {"offset": [3, 0]}}, [(1, 1, 5, 5), (1, 1, 3, 3)])
     status, _, err = netdef_cli("check", path)
     assert status == 2 and "runs past the first bottom" in err and "offset + 3 <= 5" in err
+
+
+# ---------------------------------------------------------------- whole nets through `netdef train`
+
+UNET = Path(__file__).resolve().parent.parent / "examples" / "unet"
+
+
+def train_log(result) -> tuple:
+    """(training losses, test outputs {name: [values]}) of a `netdef train` run."""
+    log = result.stdout + result.stderr
+    losses = [float(v) for v in re.findall(r"Iteration \d+.*, loss = ([\d.e+-]+)", log)]
+    tests: dict = {}
+    for name, value in re.findall(r"Test net output #\d+: (\w+) = ([\d.e+-]+)", log):
+        tests.setdefault(name, []).append(float(value))
+    return losses, tests
+
+
+def test_the_paper_style_unet_trains_on_generated_masks(tmp_path, netdef_subprocess):
+    """examples/unet as shipped: unpadded convolutions, Deconvolution up, Crop of the contracting path and of
+    the masks; `netdef train` on make_data.py's masks: the loss falls and the test accuracy per pixel rises
+    well above the background's share."""
+    for name in ("unet.yaml", "unet_solver.yaml"):
+        shutil.copy(UNET / name, tmp_path / name)
+    subprocess.run([sys.executable, str(UNET / "make_data.py"), str(tmp_path / "data")], check=True,
+                   capture_output=True, timeout=60)
+    result = netdef_subprocess("train", tmp_path / "unet_solver.yaml", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    losses, tests = train_log(result)
+    assert len(losses) >= 8 and losses[-1] < 0.5 * losses[0], losses
+    assert len(tests["accuracy"]) == 2 and tests["accuracy"][1] > max(0.9, tests["accuracy"][0] + 0.1), tests
+
+
+def write_pairs(folder: Path, count=128, seed=0) -> Path:
+    """Pairs of 8 x 8 pictures, each a horizontal or a vertical bar at a random place in noise, as Caffe's
+    siamese example stores them: pair_data N x 2 x 8 x 8 (the two pictures as channels) and sim (1: same
+    orientation)."""
+    rng = np.random.default_rng(seed)
+
+    def picture(vertical):
+        image = rng.normal(0, 0.2, (8, 8))
+        where = rng.integers(1, 7)
+        if vertical:
+            image[:, where] += 1
+        else:
+            image[where, :] += 1
+        return image
+
+    kinds = rng.integers(0, 2, (count, 2))
+    pairs = np.array([[picture(a), picture(b)] for a, b in kinds], dtype=np.float32)
+    with h5py.File(folder / "pairs.h5", "w") as file:
+        file["pair_data"] = pairs
+        file["sim"] = (kinds[:, 0] == kinds[:, 1]).astype(np.float32)
+    (folder / "pairs.txt").write_text("pairs.h5\n")
+    return folder / "pairs.txt"
+
+
+def tower(suffix, bottom):
+    """One branch of the siamese net; both branches name their blobs alike, so they share them."""
+    def shared(name):
+        return [{"name": f"{name}_w"}, {"name": f"{name}_b"}]
+    return [
+        {"name": f"conv{suffix}", "type": "Convolution", "bottom": bottom, "top": f"conv{suffix}", "param": shared("conv"),
+         "convolution_param": {"num_output": 4, "kernel_size": 3, "weight_filler": {"type": "xavier"}}},
+        {"name": f"relu{suffix}", "type": "ReLU", "bottom": f"conv{suffix}", "top": f"conv{suffix}"},
+        {"name": f"feat{suffix}", "type": "InnerProduct", "bottom": f"conv{suffix}", "top": f"feat{suffix}",
+         "param": shared("feat"), "inner_product_param": {"num_output": 2, "weight_filler": {"type": "xavier"}}}]
+
+
+def test_a_siamese_net_with_contrastive_loss_trains(tmp_path, netdef_subprocess):
+    """Caffe's mnist_siamese form: the pair sliced into two pictures, two towers sharing their blobs by name,
+    ContrastiveLoss on the two features; `netdef train` builds it, the towers share one set of weights, and
+    the loss falls."""
+    write_pairs(tmp_path)
+    net = {"name": "siamese", "layers": [
+        {"name": "pairs", "type": "HDF5Data", "top": ["pair_data", "sim"],
+         "hdf5_data_param": {"source": "pairs.txt", "batch_size": 16, "shuffle": True}},
+        {"name": "slice_pair", "type": "Slice", "bottom": "pair_data", "top": ["data", "data_p"],
+         "slice_param": {"slice_dim": 1, "slice_point": 1}},
+        *tower("", "data"), *tower("_p", "data_p"),
+        {"name": "loss", "type": "ContrastiveLoss", "bottom": ["feat", "feat_p", "sim"], "top": "loss",
+         "contrastive_loss_param": {"margin": 1}}]}
+    (tmp_path / "siamese.yaml").write_text(yaml.safe_dump(net, sort_keys=False))
+    (tmp_path / "solver.yaml").write_text(yaml.safe_dump({
+        "net": "siamese.yaml", "base_lr": 0.05, "lr_policy": "fixed", "momentum": 0.9, "display": 5, "max_iter": 60, "random_seed": 1,
+        "snapshot_prefix": "snapshots/siamese"}))
+    info = netdef.summarize(tmp_path / "siamese.yaml")
+    assert info.row("conv_p").params == 0 and info.row("feat_p").params == 0  # counted once, by the first tower
+    result = netdef_subprocess("train", tmp_path / "solver.yaml", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    losses, _ = train_log(result)
+    assert len(losses) >= 10 and np.mean(losses[-3:]) < 0.6 * np.mean(losses[:2]), losses
