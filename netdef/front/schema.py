@@ -34,8 +34,8 @@ COMMON_FIELDS = {
     "top": Str(None, "output blob name(s); equal to the bottom for in-place", repeated=True),
     "include": Block(RULE_FIELDS, "net states that include this layer (any rule)", repeated=True, ref="rule"),
     "exclude": Block(RULE_FIELDS, "net states that exclude this layer (any rule)", repeated=True, ref="rule"),
-    "param": Block(PARAM_SPEC_FIELDS, "one entry per learnable blob, in Caffe order", list_of=True,
-                   ref="param_spec"),
+    "param": Block(PARAM_SPEC_FIELDS, "one entry per learnable blob, in Caffe order (one mapping or a list)",
+                   repeated=True, ref="param_spec"),
     "loss_weight": Float(None, "weight of each top in the net's loss", repeated=True),
     "propagate_down": Bool(None, "per bottom: whether to back-propagate into it", repeated=True),
 }
@@ -68,12 +68,18 @@ def layer_schema(cls, templates=False, defs=None) -> dict:
     return schema
 
 
+WITH_EACH_SCHEMA = {
+    "anyOf": [{"type": "array", "items": {"type": "object"}, "minItems": 1},
+              {"type": "object", "additionalProperties": {"type": "array"}, "minProperties": 1}],
+    "description": "per-repetition arguments: a list of mappings (one per repetition) or a mapping of equally "
+                   "long lists (one column per argument); sets the number of repetitions"}
 IF_SCHEMA = {"anyOf": [{"type": "boolean"}, TEMPLATE], "description": "inside a block: keep this entry only if true"}
 
 
 def use_schema(templates=True, defs=None) -> dict:
     schema = block_schema(USE_FIELDS, templates, defs)
     schema["properties"]["with"] = {"type": "object", "description": USE_FIELDS["with"].doc}
+    schema["properties"]["with_each"] = WITH_EACH_SCHEMA
     if templates:
         schema["properties"]["if"] = IF_SCHEMA
     return schema
@@ -106,6 +112,9 @@ def net_schema() -> dict:
                                       "its folder unless allow_outside_root)"},
             "allow_outside_root": {"type": "boolean", "description": "let `import:` name files outside the "
                                    "folder of the net file given to netdef (default false)"},
+            "plugins": {"type": "array", "items": {"type": "string"},
+                        "description": "Python modules of extension layer types to import (searched in this "
+                                       "file's folder, then sys.path): the only way a net file runs code"},
             "blocks": {"type": "object", "description": "reusable sub-graphs",
                        "additionalProperties": {"$ref": "#/$defs/block"}},
             "layers": {"type": "array", "items": {"$ref": "#/$defs/entry"}},
@@ -118,7 +127,8 @@ def net_schema() -> dict:
             "entry": entry,
             "use": use_schema(True, shared),
             "block": {"type": "object", "properties": {
-                "args": {"type": "object", "description": "argument names and defaults (null: required)"},
+                "args": {"type": "object", "description": "argument names and defaults (null: required; "
+                                                          "{default: null}: optional, null when not given)"},
                 "doc": {"type": "string"},
                 "layers": {"type": "array", "items": {"$ref": "#/$defs/entry"}}},
                 "required": ["layers"], "additionalProperties": False},
