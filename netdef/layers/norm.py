@@ -19,8 +19,8 @@ class BatchNorm(Layer):
         "moving_average_fraction": Float(0.999, "decay of the stored statistics"),
         "eps": Float(1e-5, "added to the variance"),
         "scale_bias": Bool(False, "also learn a per-channel scale and bias (NVIDIA Caffe; PyTorch's affine)"),
-        "scale_filler": FillerField("scale initialisation", default_value=1.0),
         "bias_filler": FillerField("bias initialisation"),
+        "scale_filler": FillerField("scale initialisation", default_value=1.0),
     }}
     kind = "norm"
     drawn_fields = ("use_global_stats", "scale_bias")
