@@ -314,16 +314,29 @@ def test_leveldb_and_colour_encoded_records(tmp_path, write_yaml, netdef_cli):
     images, labels = load("LEVELDB", folder)
     assert images.shape == (3, 3, 6, 8) and labels.tolist() == [1, 2, 3]
     assert np.array_equal(images[0].numpy(), rgb[:, :, ::-1].transpose(2, 0, 1))  # B, G, R
-    net = write_yaml(f"""
-        name: colour
-        layers:
-          - {{name: data, type: Data, top: [data, label], data_param: {{source: {folder}, batch_size: 2, backend: LEVELDB}}}}
-          - {{name: ip, type: InnerProduct, bottom: data, top: ip, inner_product_param: {{num_output: 4}}}}
-          - {{name: loss, type: SoftmaxWithLoss, bottom: [ip, label], top: loss}}
-    """)
-    status, out, err = netdef_cli("summary", net)
-    assert status == 0, err
-    assert "2x3x6x8" in out.replace(" ", "") or "(2, 3, 6, 8)" in out or "2 3 6 8" in out
+    assert load("LEVELDB", folder, color=False)[0].shape == (3, 1, 6, 8)  # force_gray
+    for transform, shape in [("{}", "2x3x6x8"), ("{force_gray: true}", "2x1x6x8")]:
+        net = write_yaml(f"""
+            name: colour
+            layers:
+              - {{name: data, type: Data, top: [data, label], transform_param: {transform},
+                  data_param: {{source: {folder}, batch_size: 2, backend: LEVELDB}}}}
+              - {{name: ip, type: InnerProduct, bottom: data, top: ip, inner_product_param: {{num_output: 4}}}}
+              - {{name: loss, type: SoftmaxWithLoss, bottom: [ip, label], top: loss}}
+        """)
+        status, out, err = netdef_cli("summary", net)
+        assert status == 0, err
+        assert re.search(rf"^data +Data +{shape} 2 ", out, re.M), out
+
+
+def test_force_color_decodes_gray_records_in_colour(tmp_path):
+    from netdef.data.datum import load
+    list_file, images, _ = digit_images(tmp_path, count=2)
+    output = tmp_path / "gray_lmdb"
+    assert convert_imageset(list_file, output, "--backend", "lmdb", "--encoded").returncode == 0
+    assert load("LMDB", output)[0].shape == (2, 1, 28, 28)  # as stored: a gray PNG
+    colour = load("LMDB", output, color=True)[0]
+    assert colour.shape == (2, 3, 28, 28) and all(torch.equal(colour[:, c], images[:, 0]) for c in range(3))
 
 
 def lmdb_net(write_yaml, source):
@@ -391,3 +404,29 @@ def test_binaryproto_mean(tmp_path):
     shaped.data.extend(expected.reshape(-1).tolist())
     (tmp_path / "shaped.binaryproto").write_bytes(shaped.SerializeToString())
     assert np.array_equal(load_mean(tmp_path / "shaped.binaryproto"), expected)
+
+
+def test_caffe_blob_order_is_the_layer_classes_order(tmp_path, write_yaml):
+    """BatchNorm with scale_bias holds its blobs as NVIDIA Caffe does (mean, variance, scale_factor, then
+    scale and bias), not in its module's order (parameters before buffers): a .caffemodel follows the
+    layer class, both ways."""
+    from netdef.tools.export import deploy_net, export_caffemodel
+    net = write_yaml("""
+        name: order
+        layers:
+          - {name: input, type: Input, top: data, input_param: {shape: {dim: [2, 3, 5, 5]}}}
+          - {name: conv, type: Convolution, bottom: data, top: conv, convolution_param: {num_output: 4, kernel_size: 3}}
+          - {name: bn, type: BatchNorm, bottom: conv, top: bn, batch_norm_param: {scale_bias: true}}
+    """)
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"conv.weight": (4, 3, 3, 3), "conv.bias": (4,), "bn.mean": (4,), "bn.variance": (4,),
+              "bn.scale_factor": (1,), "bn.weight": (4,), "bn.bias": (4,)}
+    state = {key: torch.rand(shape, generator=generator) + 0.5 for key, shape in shapes.items()}
+    torch.save(state, tmp_path / "state.pt")
+    model = tmp_path / "order.caffemodel"
+    export_caffemodel(net, model, tmp_path / "state.pt")
+    bn = next(layer for layer in proto.parse("NetParameter", model.read_bytes()).layer if layer.name == "bn")
+    assert [list(blob.data) for blob in bn.blobs] == [state[f"bn.{name}"].tolist() for name in
+                                                       ("mean", "variance", "scale_factor", "weight", "bias")]
+    deployed, _, _ = deploy_net(net, model)
+    assert all(torch.equal(deployed.state_dict()[key], value) for key, value in state.items())

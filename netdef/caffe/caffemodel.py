@@ -2,8 +2,7 @@
 
 Reading gives `CaffeBlobs`, the blobs of every layer by layer name (V2 `layer` and legacy V1 `layers`);
 copying them into a compiled net (`keyed`) matches layers by name, as Caffe's CopyTrainedLayersFrom does,
-and a layer's blobs by position: Caffe's blob order is the order the layer's module holds them
-(its class's param_names()). Writing (`write_caffemodel`) gives a file Caffe loads: V2 layers with name,
+and a layer's blobs by position in Caffe's blob order, its class's param_names(). Writing (`write_caffemodel`) gives a file Caffe loads: V2 layers with name,
 type, bottoms, tops, phase and blobs with BlobShape.
 """
 from __future__ import annotations
@@ -27,18 +26,21 @@ class CaffeBlobs(dict):
         super().__init__(blobs)
         self.path = path
 
-    def keyed(self, net, layer_names: dict) -> dict:
-        """The blobs named as `net`'s state_dict names them (`<module>.<blob>`); a blob of a layer the net
-        lacks, or past the blobs the net's layer holds, is named `<module>.<index>` (a 'not in net' row).
-        Blobs in Caffe's legacy 4-D shape (1 x 1 x N x K for an InnerProduct weight) take the net's shape
-        when they hold the same values in the same order, as Caffe's ShapeEquals allows."""
+    def keyed(self, net, graph=None) -> dict:
+        """The blobs named as `net`'s state_dict names them (`<module>.<blob>`), each layer's in Caffe's order:
+        its class's param_names() when `graph` (the net's Graph) is given, else the order its module holds
+        them (the same for every layer but BatchNorm with scale_bias and MultiHeadAttention). A blob of a
+        layer the net lacks, or past the blobs the net's layer holds, is named `<module>.<index>` (a 'not
+        in net' row). Blobs in Caffe's legacy 4-D shape (1 x 1 x N x K for an InnerProduct weight) take the
+        net's shape when they are that shape with leading ones, as Caffe's ShapeEquals allows."""
         from ..build import module_name
         modules = dict(net.named_children())
+        order = caffe_blob_order(graph) if graph is not None else {}
         keyed = {}
         for layer, blobs in self.items():
             name = module_name(layer)
             own = modules[name].state_dict() if name in modules else {}
-            names = list(own)
+            names = list(order.get(name, own))
             for index, tensor in enumerate(blobs):
                 blob = names[index] if index < len(names) else str(index)
                 target = own.get(blob)
@@ -46,6 +48,12 @@ class CaffeBlobs(dict):
                     tensor = tensor.reshape(target.shape)
                 keyed[f"{name}.{blob}"] = tensor
         return keyed
+
+
+def caffe_blob_order(graph) -> dict:
+    """Submodule name -> its blob names in Caffe's order, for every compiled layer of `graph`."""
+    from ..build import module_name
+    return {module_name(spec.name): spec.impl.param_names() for spec in graph.layers if spec.impl.compiled()}
 
 
 def _legacy_match(stored, target) -> bool:
@@ -131,14 +139,12 @@ def write_caffemodel(graph, net, output) -> None:
     layer's blobs in Caffe's order (its class's param_names())."""
     from ..build import module_name
     message = proto.message("NetParameter")(name=graph.name)
-    modules = dict(net.named_children())
+    modules, order = dict(net.named_children()), caffe_blob_order(graph)
     for spec in graph.layers:
         layer = message.layer.add(name=spec.name, type=spec.type, bottom=spec.bottoms, top=spec.tops,
                                   phase=graph.state.phase)
-        module = modules.get(module_name(spec.name))
-        if module is None:
-            continue
-        for blob in spec.impl.param_names():
-            blob_proto(getattr(module, blob), layer.blobs.add())
+        name = module_name(spec.name)
+        for blob in order.get(name, ()):
+            blob_proto(getattr(modules[name], blob), layer.blobs.add())
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     Path(output).write_bytes(message.SerializeToString())

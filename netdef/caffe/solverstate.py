@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import NetdefError, Problem
-from .caffemodel import blob_tensor, read_caffemodel, read_message
+from .caffemodel import blob_tensor, caffe_blob_order, read_caffemodel, read_message
 
 SUFFIX = ".solverstate"
 
@@ -38,17 +38,13 @@ def learned_net_path(path: Path, learned_net: str) -> Path:
 def caffe_param_keys(graph, net) -> list:
     """The state_dict keys of Caffe's learnable_params_ for `net` compiled from `graph`: every blob in layer
     order and each layer's blob order (its class's param_names()), a blob shared with an earlier one once."""
-    from ..build import module_name
-    modules, keys, seen = dict(net.named_children()), [], set()
-    for spec in graph.layers:
-        module = modules.get(module_name(spec.name))
-        if module is None:
-            continue
-        for blob in spec.impl.param_names():
-            tensor = getattr(module, blob)
+    keys, seen = [], set()
+    for module, blobs in caffe_blob_order(graph).items():
+        for blob in blobs:
+            tensor = getattr(net.get_submodule(module), blob)
             if id(tensor) not in seen:
                 seen.add(id(tensor))
-                keys.append(f"{module_name(spec.name)}.{blob}")
+                keys.append(f"{module}.{blob}")
     return keys
 
 
@@ -80,7 +76,7 @@ def restore_solverstate(train, state, path, log) -> None:
     path = Path(path)
     message = read_message(path, "SolverState", "a binary SolverState written by Caffe (.solverstate)")
     weights = learned_net_path(path, message.learned_net)
-    rows = copy_weights(train.net, read_caffemodel(weights), train.layer_names)
+    rows = copy_weights(train.net, read_caffemodel(weights), train.layer_names, train.info.graph)
     if any(row[2] in ("missing in file", "shape mismatch") for row in rows):
         raise NetdefError(Problem(f"the weights in {weights} do not fit the current net:\n{weights_table(rows)}",
                                   hint="to start a changed net from these weights, use --weights instead"))

@@ -14,7 +14,8 @@ def positive(text) -> int:
 
 def add_arguments(parser):
     parser.add_argument("--model", required=True, metavar="NET", help="net file (.yaml)")
-    parser.add_argument("--weights", required=True, metavar="FILE", help="a snapshot (.pt) or a state_dict file")
+    parser.add_argument("--weights", required=True, metavar="FILE",
+                        help="a snapshot (.pt), a state_dict file or Caffe's weights (.caffemodel)")
     parser.add_argument("--iterations", type=positive, default=50, help="batches to score (default 50, as Caffe)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--oversample", action="store_true",
@@ -42,7 +43,7 @@ def run(args) -> int:
 
     device = resolve_device(args.device)
     source, stages = read_net(args.model), tuple(args.stage)
-    source.info(args.phase, args.level, stages)  # bad nets fail before any weight is read
+    graph = source.info(args.phase, args.level, stages).graph  # bad nets fail before any weight is read
     weights = load_weights(args.weights)
     torch.manual_seed(0)  # layers missing from the file get the same fillers on every run
     layout = memory_format(device, "fp32")
@@ -52,7 +53,7 @@ def run(args) -> int:
         phase_net = build_phase_net(source, args.model, args.phase, 0, device, args.level, stages, layout=layout)
         net, feed, layer_names = phase_net.net, phase_net.feed, phase_net.layer_names
     net = net.eval()
-    rows = copy_weights(net, weights, layer_names)
+    rows = copy_weights(net, weights, layer_names, graph)
     kept = sorted({row[0] for row in rows if row[2] in ("missing in file", "shape mismatch")})
     if kept and not args.allow_partial:
         what = "none of its blobs fit the net" if not any(row[2] == "copied" for row in rows) else \

@@ -71,8 +71,10 @@ def records(backend: str, folder: Path):
     return RECORDS[backend](folder)
 
 
-def decode(value: bytes, key: bytes, folder: Path):
-    """One record as (array C x H x W: uint8 for `data`, float32 for `float_data`, label)."""
+def decode(value: bytes, key: bytes, folder: Path, color=None):
+    """One record as (array C x H x W: uint8 for `data`, float32 for `float_data`, label). An encoded image
+    is decoded with its own channels, or in colour (`color` True) or gray (False): Caffe's force_color and
+    force_gray, which do not touch raw records."""
     import numpy as np
     from google.protobuf.message import DecodeError
 
@@ -83,7 +85,7 @@ def decode(value: bytes, key: bytes, folder: Path):
     except (DecodeError, RuntimeError, ValueError):
         raise DatumError(f"{folder}: record '{name}' is not a Caffe Datum") from None
     if datum.encoded:
-        return _decode_image(datum.data, name, folder), datum.label
+        return _decode_image(datum.data, name, folder, color), datum.label
     shape = (datum.channels, datum.height, datum.width)
     count = shape[0] * shape[1] * shape[2]
     if datum.data:
@@ -99,13 +101,14 @@ def decode(value: bytes, key: bytes, folder: Path):
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")  # Pillow modes decoded to one channel (OpenCV's native decoding)
 
 
-def _decode_image(data: bytes, name: str, folder: Path):
+def _decode_image(data: bytes, name: str, folder: Path, color):
     import numpy as np
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            array = np.asarray(image.convert("L" if image.mode in GRAY_MODES else "RGB"))
+            gray = image.mode in GRAY_MODES if color is None else not color
+            array = np.asarray(image.convert("L" if gray else "RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise DatumError(f"{folder}: record '{name}' holds an encoded image that cannot be decoded: {exc}") from None
     if array.ndim == 2:
@@ -113,21 +116,21 @@ def _decode_image(data: bytes, name: str, folder: Path):
     return np.ascontiguousarray(array[:, :, ::-1].transpose(2, 0, 1))  # RGB -> Caffe's BGR, C x H x W
 
 
-def sample_shape(backend: str, folder: Path) -> tuple:
-    """(channels, height, width) of the first record."""
+def sample_shape(backend: str, folder: Path, color=None) -> tuple:
+    """(channels, height, width) of the first record (decoded as `decode`'s `color` says)."""
     for key, value in records(backend, folder):
-        return decode(value, key, folder)[0].shape
+        return decode(value, key, folder, color)[0].shape
     raise DatumError(f"{folder} holds no records")
 
 
-def load(backend: str, folder: Path):
-    """Every record: (images N x C x H x W, uint8 or float32; int64 labels N). All records must have the
-    first one's shape, as Caffe's Data layer requires without cropping."""
+def load(backend: str, folder: Path, color=None):
+    """Every record: (images N x C x H x W, uint8 or float32; int64 labels N), decoded as `decode`'s `color`
+    says. All records must have the first one's shape, as Caffe's Data layer requires without cropping."""
     import numpy as np
     import torch
     images, labels, first = [], [], None
     for key, value in records(backend, folder):
-        array, label = decode(value, key, folder)
+        array, label = decode(value, key, folder, color)
         if first is None:
             first = array.shape
         elif array.shape != first:

@@ -74,16 +74,18 @@ class IdxBackend:
 
 class DatumBackend:
     """Caffe's databases of Datum records (netdef.data.datum): `backend: LMDB` or `LEVELDB`, `source` the
-    database folder, as Caffe's convert_imageset and convert_mnist_data write it; `split` is not used."""
+    database folder, as Caffe's convert_imageset and convert_mnist_data write it; `split` is not used.
+    `color`: how encoded records decode (None: as stored; True, False: transform_param's force_color,
+    force_gray)."""
     kind = "LMDB"
 
-    def __init__(self, folder: Path, split: str):
-        self.folder = folder
+    def __init__(self, folder: Path, split: str, color=None):
+        self.folder, self.color = folder, color
 
     def _read(self, what):
         from ..data.datum import DatumError
         try:
-            return what(self.kind, self.folder)
+            return what(self.kind, self.folder, self.color)
         except DatumError as exc:
             raise ShapeError(str(exc), expected=f"a Caffe {self.kind} of Datum records",
                              path=("data_param", "source")) from None
@@ -103,6 +105,13 @@ class LevelDbBackend(DatumBackend):
 
 # data_param.backend -> class(folder, split)
 BACKENDS = {"IDX": IdxBackend, **CIFAR_BACKENDS, "LMDB": DatumBackend, "LEVELDB": LevelDbBackend}
+DATUM_BACKENDS = (DatumBackend, LevelDbBackend)
+
+# How Data decodes encoded Datum records (Caffe's transform_param fields; raw records are used as stored).
+DATUM_DECODE_FIELDS = {
+    "force_color": Bool(False, "LMDB, LEVELDB: decode encoded records in colour (3 channels), as Caffe does"),
+    "force_gray": Bool(False, "LMDB, LEVELDB: decode encoded records in grayscale (1 channel), as Caffe does"),
+}
 
 
 @register
@@ -120,7 +129,7 @@ class Data(Layer):
             "rand_skip": Int(0, "accepted for Caffe compatibility", minimum=0),
             "prefetch": Int(4, "accepted for Caffe compatibility", minimum=0),
         },
-        "transform_param": TRANSFORM_FIELDS,
+        "transform_param": {**TRANSFORM_FIELDS, **DATUM_DECODE_FIELDS},
     }
     bottoms = (0, 0)
     tops = (1, 2)
@@ -132,11 +141,21 @@ class Data(Layer):
         return self.spec.base_dir / self.p["source"]
 
     def backend(self):
+        backend = BACKENDS[self.p["backend"]]
+        options = (self._datum_color(),) if backend in DATUM_BACKENDS else ()
         folder = self.source()
         if not folder.is_dir():
             raise ShapeError(f"data source '{self.p['source']}' is not a folder (looked at {folder})",
                              path=("data_param", "source"))
-        return BACKENDS[self.p["backend"]](folder, self.p["split"])
+        return backend(folder, self.p["split"], *options)
+
+    def _datum_color(self):
+        """force_color -> True, force_gray -> False, neither -> None (each record as encoded)."""
+        t = self.params["transform_param"]
+        if t["force_color"] and t["force_gray"]:
+            raise ShapeError("'force_color' and 'force_gray' cannot both be set", expected="at most one of them",
+                             path=("transform_param", "force_gray"))
+        return True if t["force_color"] else (False if t["force_gray"] else None)
 
     def sample_shape(self):
         channels, height, width = self.backend().sample_shape()

@@ -36,11 +36,11 @@ def check_exportable(graph: Graph) -> None:
         raise NetdefError(refused)
 
 
-def load_weights(net, state: dict, path):
-    """Copies the weights of the net's layers, every one of them (export refuses a partly trained net);
-    layers of other phases in the file are ignored."""
+def load_weights(net, state: dict, path, graph=None):
+    """Copies the weights of the net's layers (compiled from `graph`), every one of them (export refuses a
+    partly trained net); layers of other phases in the file are ignored."""
     from ..train.snapshot import copy_weights
-    rows = copy_weights(net, state, {})
+    rows = copy_weights(net, state, {}, graph)
     missing = [f"{layer}.{blob}" for layer, blob, status, _, _ in rows if status == "missing in file"]
     wrong = [f"{layer}.{blob} {list(stored)} (net: {list(own)})"
              for layer, blob, status, stored, own in rows if status == "shape mismatch"]
@@ -68,7 +68,7 @@ def deploy_net(path, weights=None, level=0, stages=(), batch=None):
     net = compile_graph(graph, info)
     if weights is not None:
         from ..train.snapshot import load_weights as read_weights
-        load_weights(net, read_weights(weights), weights)
+        load_weights(net, read_weights(weights), weights, graph)
     return net.eval(), graph, info
 
 
@@ -83,7 +83,7 @@ def export_caffemodel(path, output, weights=None, level=0, stages=()) -> Graph:
     net = compile_graph(graph, infer(graph))
     if weights is not None:
         from ..train.snapshot import load_weights as read_weights
-        load_weights(net, read_weights(weights), weights)
+        load_weights(net, read_weights(weights), weights, graph)
     write_caffemodel(graph, net, output)
     return graph
 

@@ -165,13 +165,14 @@ def load_weights(path) -> dict:
 
 # ---- copying weights by layer name ----
 
-def copy_weights(net, weights: dict, layer_names: dict) -> list:
+def copy_weights(net, weights: dict, layer_names: dict, graph=None) -> list:
     """Copy every tensor of `weights` whose name and shape match one of `net`'s into it. Returns one row
     per blob: (layer, blob, status, file shape, net shape), status one of copied, shape mismatch,
     missing in file, not in net. Never stops at the first problem. `layer_names` maps submodule names
-    back to layer names (they differ when a layer name holds a dot)."""
+    back to layer names (they differ when a layer name holds a dot). A .caffemodel's blobs are named by
+    their position in each layer's Caffe blob order, which `graph` (the net's Graph) gives."""
     if isinstance(weights, CaffeBlobs):
-        weights = weights.keyed(net, layer_names)
+        weights = weights.keyed(net, graph)
     own = net.state_dict(keep_vars=True)
     rows = []
     for key, tensor in own.items():
