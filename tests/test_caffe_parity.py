@@ -1,12 +1,9 @@
-"""netdef against real BVLC Caffe files: the prototxt reader, the converter, LeNet layer for layer, and the
+"""netdef against real BVLC Caffe files: the prototxt reader, `netdef import`, LeNet layer for layer, and the
 parameter counts of the reference models (reference/caffe.md §k)."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,15 +18,7 @@ from netdef.front.schema import layer_fields
 from conftest import ROOT, SHARED, needs_shared
 
 CAFFE = SHARED / "caffe"
-TOOL = ROOT / "tools" / "prototxt_to_yaml.py"
 needs_caffe = needs_shared("caffe")  # the BVLC Caffe reference files, in ../shared beside the repository
-
-
-def converter():
-    spec = importlib.util.spec_from_file_location("prototxt_to_yaml", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------- the protobuf text format
@@ -87,8 +76,8 @@ def test_net_dicts_have_netdef_shape():
     assert conv["bottom"] == ["data"] and conv["top"] == ["c"] and conv["param"] == [{"lr_mult": 1}]
     assert conv["convolution_param"] == {"num_output": 2, "kernel_size": [3]}, "repeated Caffe fields are lists"
     assert pool["include"] == [{"phase": "TEST"}] and pool["pooling_param"] == {"kernel_size": 2}
-    with pytest.raises(netdef.NetdefError, match="legacy V1 net format.*upgrade_net_proto_text"):
-        net_from_prototxt('layers { name: "c" type: CONVOLUTION }', "old.prototxt")
+    legacy = net_from_prototxt('layers { name: "c" type: CONVOLUTION blobs_lr: 1 }', "old.prototxt")
+    assert legacy["layers"] == [{"name": "c", "type": "Convolution", "param": [{"lr_mult": 1}]}], "V1, upgraded"
 
 
 # ---------------------------------------------------------------- LeNet, layer for layer
@@ -129,30 +118,30 @@ REFERENCE_PARAMS = {  # reference/caffe.md §k
 
 @needs_caffe
 @pytest.mark.parametrize("prototxt, params", REFERENCE_PARAMS.items(), ids=[p.split("/")[-2] for p in REFERENCE_PARAMS])
-def test_converted_reference_models_have_caffes_parameter_counts(tmp_path, prototxt, params):
+def test_imported_reference_models_have_caffes_parameter_counts(tmp_path, netdef_cli, prototxt, params):
     converted = tmp_path / "net.yaml"
-    assert converter().main([str(CAFFE / prototxt), "-o", str(converted)]) == 0
+    assert netdef_cli("import", CAFFE / prototxt, "-o", converted)[0] == 0
     for phase in ("TRAIN", "TEST"):
         assert netdef.summarize(converted, phase=phase).total_params == params
+        assert netdef.summarize(CAFFE / prototxt, phase=phase).total_params == params, "the prototxt read as it is"
 
 
 @needs_caffe
-def test_converter_script_output_compiles_and_runs(tmp_path):
+def test_imported_net_compiles_and_runs(tmp_path, netdef_subprocess):
     converted = tmp_path / "cifar10_quick.yaml"
-    result = subprocess.run([sys.executable, str(TOOL), str(CAFFE / "examples/cifar10/cifar10_quick.prototxt"),
-                             "-o", str(converted)], capture_output=True, text=True)
+    result = netdef_subprocess("import", CAFFE / "examples/cifar10/cifar10_quick.prototxt", "-o", converted)
     assert result.returncode == 0, result.stderr
     text = converted.read_text()
-    assert text.startswith("# yaml-language-server: $schema=") and "kernel_size: 5," in text, "one value, no list"
+    assert text.startswith("# Imported from cifar10_quick.prototxt by netdef import") and "kernel_size: 5," in text
     net = netdef.load_net(converted, phase="TEST")
     probabilities = net(data=torch.randn(10, 3, 32, 32))["prob"]
     assert probabilities.shape == (10, 10)
     torch.testing.assert_close(probabilities.sum(1), torch.ones(10))
 
 
-@needs_caffe
-def test_converter_reports_bad_prototxt_with_position(tmp_path, capsys):
+def test_import_reports_bad_prototxt_with_position(tmp_path, netdef_cli):
     broken = tmp_path / "broken.prototxt"
     broken.write_text('name: "x"\nlayer {\n  name: "a"\n')
-    assert converter().main([str(broken)]) == 2
-    assert f"{broken}:4:1: prototxt syntax error" in capsys.readouterr().err
+    status, _, err = netdef_cli("import", broken)
+    assert status == 2 and f"{broken}:4:1: prototxt syntax error" in err
+    assert not broken.with_suffix(".yaml").exists()

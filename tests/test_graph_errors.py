@@ -73,9 +73,9 @@ def test_unused_top_is_an_error_only_in_a_net_with_a_loss(write_yaml):
 
 def test_layer_names_are_unique_per_phase_only(write_yaml):
     net = write_yaml(INPUTS + """
-  - {name: drop, type: Dropout, bottom: data, top: data, include: {phase: TRAIN}}
+  - {name: drop, type: Scale, bottom: data, top: data, include: {phase: TRAIN}}
   - {name: drop, type: Power, bottom: data, top: data, include: {phase: TEST}}
-  - {name: drop, type: ReLU, bottom: data, top: data}
+  - {name: drop, type: Scale, bottom: data, top: data}
 """)
     (problem,) = problems_of(load_graph, net, phase="TRAIN")
     assert problem.message == "layer name 'drop' is used twice in phase TRAIN (first at line 11)"

@@ -19,6 +19,7 @@ COMMANDS = {
     "check": "validate net and solver files and infer every shape",
     "summary": "per-layer shapes, parameters, MACs, connections and memory",
     "expand": "print a net with its blocks expanded (a flat Caffe-style net)",
+    "import": "import Caffe prototxt nets and solvers as netdef YAML, repeated structure as blocks",
     "schema": "print the JSON Schema of net or solver files",
     "time": "time forward and backward per layer (Caffe's `caffe time`)",
     "draw": "draw a net as SVG, HTML, DOT, PNG or PDF",

@@ -4,6 +4,7 @@ import os
 
 from ..api import Net, read_net
 from ..errors import NetdefError, Problem
+from ..fields import as_list
 from ..front.load import load_yaml
 from ..tools.resources import refuse_if_too_big
 from .common import add_max_memory_argument, max_memory
@@ -25,9 +26,9 @@ def net_phases(net, limit=None):
     reported once."""
     net = net if isinstance(net, Net) else read_net(net)
     infos, problems = [], []
-    for phase in ("TRAIN", "TEST"):
+    for phase, stages in _states(net):
         try:
-            info = net.info(phase)
+            info = net.info(phase, stages=stages)
         except NetdefError as exc:
             reported = {problem.pos for problem in problems}
             problems += [problem for problem in exc.problems if problem.pos is None or problem.pos not in reported]
@@ -38,6 +39,18 @@ def net_phases(net, limit=None):
     if problems:
         raise NetdefError(problems)
     return infos
+
+
+def _states(net: Net) -> list:
+    """(phase, stages) to check: each phase once, or once per stage set its include rules name (Caffe's
+    mnist_autoencoder has TEST data layers for the stages test-on-train and test-on-test only)."""
+    states = []
+    for phase in ("TRAIN", "TEST"):
+        staged = {tuple(as_list(rule.get("stage"))) for layer in net.expanded.layers
+                  for rule in as_list(layer.get("include")) if isinstance(rule, dict)
+                  and rule.get("phase") in (None, phase) and rule.get("stage")}
+        states += [(phase, stages) for stages in sorted(staged)] or [(phase, ())]
+    return states
 
 
 def check_net(path, net: Net, limit=None) -> str:
@@ -65,7 +78,7 @@ def check_solver(path, data, source, limit=None) -> str:
         if os.path.normpath(target) in checked:
             continue
         checked.add(os.path.normpath(target))
-        if not _exists(target):
+        if not _exists(target) and "#" not in net:  # FILE#net_param: a solver's inline net
             raise NetdefError(Problem(f"net file not found: {net}", solver.pos("net"), expected=f"a file at {target}"))
         net_phases(target, limit)
     return f"{path}: ok (solver {solver.type}, lr_policy {solver.lr_policy}, {solver.max_iter} iterations, net {nets[0]})"

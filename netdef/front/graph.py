@@ -67,6 +67,7 @@ class Graph:
     layers: list  # LayerSpec in execution (file) order
     inputs: list = field(default_factory=list)  # tops of source layers (data, Input)
     outputs: list = field(default_factory=list)  # tops never consumed, alphabetical
+    notes: list = field(default_factory=list)  # what netdef changed of Caffe's tolerances (renamed layers)
 
     def layer(self, name) -> LayerSpec:
         return next(spec for spec in self.layers if spec.name == name)
@@ -91,7 +92,7 @@ def included(raw: dict, state: NetState) -> bool:
 def _make_spec(raw: dict, origin: Origin, problems: list) -> LayerSpec:
     cls = LAYERS[raw["type"]]
     params = {key: apply_defaults(fields, raw.get(key) or {}) for key, fields in cls.blocks.items()}
-    bottoms, tops = as_list(raw.get("bottom")), as_list(raw.get("top"))
+    bottoms, tops = as_list(raw.get("bottom")), as_list(raw.get("top")) or _anonymous_tops(raw, cls)
     spec = LayerSpec(raw["name"], raw["type"], bottoms, tops, params, [], [], [], origin, raw)
     spec.param_specs = [apply_defaults(PARAM_SPEC_FIELDS, given) for given in raw.get("param") or []]
     weights = raw.get("loss_weight")
@@ -135,23 +136,42 @@ def build_graph(net: ExpandedNet, state: NetState = NetState(), complete: bool =
     `complete=False`: the layers are only the first part of a net (expansion reading shapes), whose
     unread tops later layers may still read."""
     problems: list = []
-    specs, seen_names = [], {}
+    specs, seen_names, notes = [], {}, []
     for raw, origin in zip(net.layers, net.origins):
         if not included(raw, state):
             continue
         spec = _make_spec(raw, origin, problems)
         if spec.name in seen_names:
-            first = seen_names[spec.name]
-            where = f"line {first.line}" if first.file == spec.origin.source.file else str(first)
-            problems.append(spec.problem(f"layer name '{spec.name}' is used twice in phase {state.phase} "
-                                         f"(first at {where})", ("name",)))
+            _second_name(spec, seen_names, state, problems, notes)
         seen_names[spec.name] = spec.origin.pos()
         specs.append(spec)
-    graph = Graph(net.name, state, specs)
+    graph = Graph(net.name, state, specs, notes=notes)
     _wire(graph, problems, complete)
     if problems:
         raise NetdefError(problems)
     return graph
+
+
+def _second_name(spec: LayerSpec, seen_names: dict, state: NetState, problems: list, notes: list):
+    """A layer name used twice in one phase. Caffe allows it (mnist_autoencoder has two `loss` layers); netdef
+    needs unique names, so a layer without blobs is renamed <name>_2 (noted). Layers with blobs are refused:
+    weights are matched by layer name, and Caffe would give both the same .caffemodel blobs."""
+    first = seen_names[spec.name]
+    where = f"line {first.line}" if first.file == spec.origin.source.file else str(first)
+    if spec.impl.param_names():
+        problems.append(spec.problem(f"layer name '{spec.name}' is used twice in phase {state.phase} "
+                                     f"(first at {where})", ("name",)))
+        return
+    renamed = next(f"{spec.name}_{n}" for n in range(2, len(seen_names) + 3) if f"{spec.name}_{n}" not in seen_names)
+    notes.append(f"{spec.origin.pos(('name',))}: layer name '{spec.name}' is used twice in phase {state.phase} "
+                 f"(first at {where}), as Caffe allows; netdef names this one '{renamed}'")
+    spec.name = renamed
+
+
+def _anonymous_tops(raw: dict, cls) -> list:
+    """Caffe gives a loss layer written without a top an anonymous one (AutoTopBlobs); netdef names it after
+    the layer."""
+    return [raw["name"]] if cls.role == LOSS and cls.tops[0] >= 1 else []
 
 
 def _later_producer(graph: Graph, index: int, blob):

@@ -44,6 +44,12 @@ class Source:
     values: dict = field(default_factory=dict)  # path -> Pos of the value
     keys: dict = field(default_factory=dict)  # path -> Pos of the mapping key that names it
 
+    def within(self, prefix) -> Source:
+        """The positions of the part of the document at `prefix` (a net inside a solver), as its own document."""
+        prefix, n = tuple(prefix), len(prefix)
+        return Source(self.file, {path[n:]: pos for path, pos in self.values.items() if path[:n] == prefix},
+                      {path[n:]: pos for path, pos in self.keys.items() if path[:n] == prefix})
+
     def pos(self, path, key=False) -> Pos | None:
         """Position of `path`, or of its nearest ancestor that has one."""
         path = tuple(path)
@@ -210,8 +216,11 @@ def load_yaml_text(text: str, file: str = "<string>"):
     return data, source
 
 
-def load_yaml(path) -> tuple:
-    """Read and parse a YAML file; returns (data, Source)."""
+PROTOTXT_SUFFIXES = (".prototxt", ".pbtxt")
+
+
+def read_text(path) -> str:
+    """The text of a net or solver file, held to the size limit."""
     path = Path(path)
     try:
         if path.exists() and not path.is_file():  # a FIFO or device would block or never end
@@ -221,12 +230,37 @@ def load_yaml(path) -> tuple:
         if len(raw) > MAX_FILE_BYTES:
             raise NetdefError(Problem(f"{path} is larger than {MAX_FILE_BYTES // 2 ** 20} MiB; a net or solver file "
                                       "is a few kilobytes", expected="a YAML net or solver file"))
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except FileNotFoundError:
         raise NetdefError(Problem(f"no such file: {path}")) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise NetdefError(Problem(f"cannot read {path}: {exc}")) from None
+
+
+def load_yaml(path) -> tuple:
+    """Read and parse a net or solver file; returns (data, Source). A Caffe .prototxt (net or solver) gives
+    the same value as the YAML file it stands for, its positions those of the prototxt."""
+    if "#" in str(path) and not Path(path).exists():
+        return _load_part(*str(path).rsplit("#", 1))
+    text = read_text(path)
+    if Path(path).suffix.lower() in PROTOTXT_SUFFIXES:
+        from ..caffe.prototxt import read_prototxt
+        return read_prototxt(text, str(path))
     return load_yaml_text(text, str(path))
+
+
+def _load_part(path: str, part: str) -> tuple:
+    """FILE#a.0: the value at a (key a, item 0) in FILE, as its own document (a solver's inline net)."""
+    data, source = load_yaml(path)
+    value, taken = data, ()
+    for key in (int(key) if key.isdigit() else key for key in part.split(".")):
+        if isinstance(key, int) and isinstance(value, dict) and key == 0:
+            continue  # a single inline net where Caffe allows several
+        try:
+            value, taken = value[key], taken + (key,)
+        except (KeyError, IndexError, TypeError):
+            raise NetdefError(Problem(f"{path} has no '{part}'", expected="a net there")) from None
+    return value, source.within(taken)
 
 
 @dataclass(frozen=True)

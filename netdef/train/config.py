@@ -13,15 +13,26 @@ to other fields ("step needs gamma and stepsize", "Adam needs momentum < 1").
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
+from types import MappingProxyType
 
 from ..errors import NetdefError, Problem
-from ..fields import Bool, Enum, Float, Int, Str, apply_defaults
+from ..fields import Block, Bool, Enum, Float, Int, Str, apply_defaults, as_list
 from ..front.load import Origin, Source, load_yaml
 from .lr_policy import LR_POLICIES, policy_problems
 from .updates import UPDATE_RULES, rule_problems
 
 SOLVER_TYPES = tuple(UPDATE_RULES)
+# Caffe's SolverParameter.SolverType enum (before `type` was a string), in capitals.
+LEGACY_SOLVER_TYPES = {name.upper(): name for name in SOLVER_TYPES}
+NET_STATE_FIELDS = {
+    "phase": Enum(["TRAIN", "TEST"], None, "the phase (a solver sets it: TRAIN or TEST by the net's use)"),
+    "level": Int(0, "the net state's level"),
+    "stage": Str(None, "the net state's stages", repeated=True),
+}
+# Caffe's inline nets, the net-file field each stands in for; the loader reads one as FILE#FIELD.
+INLINE_NET_FIELDS = {"net_param": "net", "train_net_param": "train_net", "test_net_param": "test_net"}
 
 SOLVER_FIELDS = {
     "net": Str(None, "net file holding TRAIN and TEST layers (relative to the solver file)"),
@@ -63,24 +74,72 @@ SOLVER_FIELDS = {
     "precision": Enum(["fp32", "bf16", "fp16"], "fp32", "autocast precision of forward passes (netdef)"),
     "log_dir": Str(None, "run folder for TensorBoard events and resolved configs (netdef; default "
                          "runs/<solver name>)"),
-    "solver_mode": Enum(["CPU", "GPU"], None, "accepted for Caffe compatibility; use device"),
+    "solver_mode": Enum(["CPU", "GPU"], None, "Caffe's device choice: CPU is device cpu, GPU the GPU (cuda:device_id; "
+                                            "the CPU where there is none); an explicit device wins"),
+    "device_id": Int(0, "Caffe's GPU number, with solver_mode GPU", minimum=0),
+    "solver_type": Enum(list(LEGACY_SOLVER_TYPES), None, "Caffe's legacy enum of type (SGD, NESTEROV, ADAGRAD, ...)"),
+    "train_state": Block(NET_STATE_FIELDS, "the TRAIN net's state (level, stage; --level/--stage override it)"),
+    "test_state": Block(NET_STATE_FIELDS, "one state per test net (level, stage)", list_of=True),
+    "test_compute_loss": Bool(False, "accepted for Caffe compatibility: netdef's tests always report every "
+                                     "TEST output, losses included"),
+    "snapshot_format": Enum(["BINARYPROTO", "HDF5"], "BINARYPROTO",
+                            "accepted for Caffe compatibility: netdef writes its own .pt snapshots in either case "
+                            "(they also hold the data readers' and random generators' states)"),
+    "snapshot_diff": Bool(False, "Caffe's gradients in snapshots: refused when true (netdef's hold weights and "
+                                 "solver history)"),
+    "weights": Str(None, "weights to start from, as --weights (relative to the solver file; Caffe 1.0's "
+                         "SolverParameter.weights)", repeated=True),
     "debug_info": Bool(False, "accepted for Caffe compatibility"),
 }
 
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "enum": str}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "enum": str, "block": MappingProxyType}
 
 
 def _frozen(value):
-    """Lists (repeated fields) as tuples: a SolverConfig is immutable all the way down."""
-    return tuple(value) if isinstance(value, list) else value
+    """Lists (repeated fields) as tuples and blocks as mapping proxies: a SolverConfig is immutable all the
+    way down."""
+    if isinstance(value, dict):
+        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
+    return tuple(_frozen(item) for item in value) if isinstance(value, list) else value
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system, say
+        return False
+
+
+def _thawed(value):
+    """A frozen value as plain lists and dicts again."""
+    if isinstance(value, MappingProxyType):
+        return {key: _thawed(item) for key, item in value.items()}
+    return [_thawed(item) for item in value] if isinstance(value, tuple) else value
+
+
+def _default(f):
+    """A SolverConfig field's default; a block's is made afresh for each config (dataclasses wants it so)."""
+    if f.kind == "block" and not f.list_of:
+        return dataclasses.field(default_factory=functools.partial(_frozen_default, f))
+    return dataclasses.field(default=_frozen(f.value_or_default(None)))
+
+
+def _frozen_default(f):
+    return _frozen(f.value_or_default(None))
 
 
 class _SolverConfigMethods:
     """What a SolverConfig does besides holding its fields."""
 
     def resolve(self, relative: str) -> Path:
-        """A path written in the solver file, relative to that file."""
-        return (self.path.parent / relative) if not Path(relative).is_absolute() else Path(relative)
+        """A path written in the solver file, relative to that file; where nothing is there, relative to the
+        nearest folder above it where it exists (a Caffe file's paths are relative to the Caffe root, where
+        `caffe` runs: net: "examples/mnist/lenet_train_test.prototxt")."""
+        if Path(relative).is_absolute():
+            return Path(relative)
+        beside = self.path.parent / relative
+        above = (folder / relative for folder in self.path.resolve().parent.parents)
+        return beside if _exists(beside) else next((path for path in above if _exists(path)), beside)
 
     def pos(self, *path):
         """The file position of a field (e.g. `pos("test_iter", 1)`), None for a config made in Python."""
@@ -92,8 +151,7 @@ class _SolverConfigMethods:
 
     def as_dict(self) -> dict:
         """Every solver field, in SOLVER_FIELDS order, repeated fields as lists (YAML and snapshots)."""
-        return {name: list(value) if isinstance(value, tuple) else value
-                for name, value in ((name, getattr(self, name)) for name in SOLVER_FIELDS)}
+        return {name: _thawed(getattr(self, name)) for name in SOLVER_FIELDS}
 
     @property
     def net_file(self) -> str:
@@ -107,8 +165,8 @@ class _SolverConfigMethods:
 
 SolverConfig = dataclasses.make_dataclass(
     "SolverConfig",
-    [(name, tuple if f.repeated else _TYPES[f.kind] | None,
-      dataclasses.field(default=_frozen(f.value_or_default(None)))) for name, f in SOLVER_FIELDS.items()]
+    [(name, tuple if f.repeated or f.list_of else _TYPES[f.kind] | None,
+      _default(f)) for name, f in SOLVER_FIELDS.items()]
     + [("path", Path | None, dataclasses.field(default=None, compare=False)),
        ("origin", Origin | None, dataclasses.field(default=None, compare=False, repr=False))],
     bases=(_SolverConfigMethods,), frozen=True, kw_only=True)
@@ -159,12 +217,58 @@ def solver_from_yaml(data, source: Source, path=None) -> SolverConfig:
     from ..front.validate import schema_problems
 
     origin = Origin(source, ())
-    problems = schema_problems(Draft202012Validator(solver_schema()), data, origin) if isinstance(data, dict) \
-        else [Problem("a solver file must be a mapping", origin.pos())]
+    if not isinstance(data, dict):
+        raise NetdefError(Problem("a solver file must be a mapping", origin.pos()))
+    data, problems = _inline_nets(data, origin)
+    problems += schema_problems(Draft202012Validator(solver_schema()), data, origin)
     if problems:
         raise NetdefError(problems)
-    values = {name: _frozen(value) for name, value in apply_defaults(SOLVER_FIELDS, data).items()}
+    values = apply_defaults(SOLVER_FIELDS, data)
+    values.update(_caffe_meanings(data, values, origin))
+    values = {name: _frozen(value) for name, value in values.items()}
     return check_solver(SolverConfig(**values, path=Path(path if path is not None else source.file), origin=origin))
+
+
+def _inline_nets(data: dict, origin: Origin):
+    """Caffe's inline nets (net_param, train_net_param, test_net_param) as the net files they stand in for:
+    FILE#FIELD (FILE#test_net_param.N), which the loader reads from this file, positions and all."""
+    data, problems = dict(data), []
+    for inline, field in INLINE_NET_FIELDS.items():
+        if inline not in data:
+            continue
+        nets = data.pop(inline)
+        nets = nets if isinstance(nets, list) and inline == "test_net_param" else [nets]
+        if not all(isinstance(net, dict) for net in nets):
+            problems.append(Problem(f"'{inline}' must be a net (a mapping with layers)", origin.pos((inline,))))
+            continue
+        if inline != "test_net_param" and field in data:
+            problems.append(Problem(f"a solver gives its net once: '{field}' or '{inline}'", origin.pos((inline,)),
+                                    found="both"))
+            continue
+        written = Path(origin.source.file).resolve()
+        refs = [f"{written}#{inline}" + (f".{i}" if inline == "test_net_param" else "") for i in range(len(nets))]
+        data[field] = refs + list(as_list(data.get(field))) if field == "test_net" else refs[0]
+    return data, problems
+
+
+def _caffe_meanings(data: dict, values: dict, origin: Origin) -> dict:
+    """Caffe's own fields as the netdef fields they mean (solver_type -> type, solver_mode/device_id ->
+    device); the ones netdef cannot honour refused with the reason."""
+    changes, problems = {}, []
+    if data.get("solver_type") is not None:
+        changes["type"] = LEGACY_SOLVER_TYPES[data["solver_type"]]
+        if data.get("type", changes["type"]) != changes["type"]:
+            problems.append(Problem("'solver_type' and 'type' disagree", origin.pos(("solver_type",)),
+                                    expected=f"type {changes['type']}", found=f"type {data['type']}"))
+    if data.get("solver_mode") is not None and "device" not in data:
+        gpu = data["solver_mode"] == "GPU"
+        changes["device"] = (f"cuda:{values['device_id']}" if "device_id" in data else "auto") if gpu else "cpu"
+    if values["snapshot_diff"]:
+        problems.append(Problem("netdef does not write gradients into snapshots (snapshot_diff): a resumed run "
+                                "recomputes them", origin.pos(("snapshot_diff",)), hint="leave snapshot_diff out"))
+    if problems:
+        raise NetdefError(problems)
+    return changes
 
 
 def load_solver(path) -> SolverConfig:
