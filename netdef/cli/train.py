@@ -82,6 +82,8 @@ def _launch(args) -> int:
 
 
 def _train(args) -> int:
+    from ..train.threads import choose_threads
+    threads = choose_threads()  # before torch loads: OpenMP reads its settings once
     from ..train.config import load_solver
     from ..train.distributed import session, world_from_env
     from ..train.solver import Solver  # imported here: `netdef --help` must not load torch
@@ -89,7 +91,7 @@ def _train(args) -> int:
     from ..train.signals import SignalActions
     from ..train.snapshot import snapshot_prefix
 
-    config, notes = load_solver(args.solver), []
+    config, notes = load_solver(args.solver), [threads] if threads else []
     if args.net and world_from_env().is_main:
         print(f"net: {args.net} from the command line instead of the solver's {config.net_file}")
     if args.net:
