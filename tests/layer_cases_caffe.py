@@ -1,6 +1,6 @@
 """check_layer cases (tests/test_layers.py) of the rest of Caffe 1.0's catalogue: netdef/layers/caffe_neuron.py,
-caffe_structure.py, caffe_spatial.py, caffe_losses.py and caffe_io.py (tests/test_caffe_layers.py holds their
-oracles). The file-reading and file-writing layers get their files in a temporary folder made here: a
+caffe_structure.py, caffe_spatial.py, caffe_losses.py and caffe_io.py, and 3-D Convolution and Deconvolution
+(tests/test_caffe_layers.py holds their oracles). The file-reading and file-writing layers get their files in a temporary folder made here: a
 window file with two real images, an infogain matrix as Caffe's binaryproto, and the HDF5Output target;
 MemoryData's layer ("layer", check_layer's name) is fed its arrays here, as a Python caller would."""
 from __future__ import annotations
@@ -66,6 +66,11 @@ CASES = [
     Case("ContrastiveLoss", {"contrastive_loss_param": {"margin": 2, "legacy_version": True}},
          [(4, 3, 1, 1), (4, 3, 1, 1), (4, 1, 1, 1)], labels={2: 2}, id="legacy"),
     Case("HDF5Output", {"hdf5_output_param": {"file_name": str(FILES / "out.h5")}}, [(3, 2, 2), (3,)], tops=0),
+    Case("Convolution", {"convolution_param": {"num_output": 4, "kernel_size": [2, 3, 3], "stride": [1, 2, 2],
+                                                "pad": 1, "dilation": [2, 1, 1], "group": 2,
+                                                "weight_filler": {"type": "xavier"}}}, [(2, 2, 5, 7, 6)], id="3d"),
+    Case("Deconvolution", {"convolution_param": {"num_output": 3, "kernel_size": 2, "stride": 2,
+                                                  "weight_filler": {"type": "xavier"}}}, [(1, 2, 3, 4, 2)], id="3d"),
     Case("MemoryData", {"memory_data_param": {"batch_size": 3, "channels": 2, "height": 3, "width": 4}}, tops=2),
     Case("WindowData", {"window_data_param": {"source": str(WINDOWS), "batch_size": 4, "context_pad": 1},
                         "transform_param": {"crop_size": 6, "mirror": True, "mean_value": [100, 110, 120]}}, tops=2),

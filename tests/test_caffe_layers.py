@@ -633,3 +633,65 @@ def test_a_siamese_net_with_contrastive_loss_trains(tmp_path, netdef_subprocess)
     assert result.returncode == 0, result.stderr
     losses, _ = train_log(result)
     assert len(losses) >= 10 and np.mean(losses[-3:]) < 0.6 * np.mean(losses[:2]), losses
+
+
+# ---------------------------------------------------------------- N-D (3-D) convolution (vision.py)
+
+def conv3d_loop(x, weight, bias, stride, pad, dilation, group):
+    """Caffe's N-D convolution (im2col_nd then a product per group), written as the sum it computes."""
+    n_, channels, *sizes = x.shape
+    outputs, per_group, *kernel = weight.shape
+    out_sizes = [(size + 2 * p - (d * (k - 1) + 1)) // s + 1
+                 for size, k, s, p, d in zip(sizes, kernel, stride, pad, dilation)]
+    out = torch.zeros(n_, outputs, *out_sizes, dtype=x.dtype)
+    for n, o, *position in itertools.product(range(n_), range(outputs), *map(range, out_sizes)):
+        total = bias[o].item()
+        first = o // (outputs // group) * per_group
+        for c, *cell in itertools.product(range(per_group), *map(range, kernel)):
+            at = [q * s - p + k * d for q, s, p, k, d in zip(position, stride, pad, cell, dilation)]
+            if all(0 <= a < size for a, size in zip(at, sizes)):
+                total += weight[(o, c, *cell)].item() * x[(n, first + c, *at)].item()
+        out[(n, o, *position)] = total
+    return out
+
+
+def test_3d_convolution_is_caffes_nd_sum_per_axis(tmp_path):
+    params = {"convolution_param": {"num_output": 4, "kernel_size": [2, 3, 2], "stride": [1, 2, 1], "pad": [1, 0, 1],
+                                    "dilation": [2, 1, 1], "group": 2, "weight_filler": {"type": "gaussian"},
+                                    "bias_filler": {"type": "gaussian"}}}
+    layer = OneLayer(tmp_path, "Convolution", params, [(1, 4, 4, 5, 3)])
+    module = layer.net.get_submodule(LAYER)
+    assert module.weight.shape == (4, 2, 2, 3, 2)  # Caffe's blob: num_output x C/group x kernel per axis
+    x = randn(1, 4, 4, 5, 3)
+    close(layer.forward(x), conv3d_loop(x, module.weight, module.bias, (1, 2, 1), (1, 0, 1), (2, 1, 1), 2))
+    assert netdef.summarize(layer.path).row(LAYER).shapes == [(1, 4, 4, 2, 4)]
+    layer.gradcheck(x)
+
+
+def test_3d_deconvolution_scatters_each_input_through_the_kernel(tmp_path):
+    params = {"convolution_param": {"num_output": 2, "kernel_size": 2, "stride": [2, 1, 2], "pad": [0, 1, 0],
+                                    "weight_filler": {"type": "gaussian"}, "bias_filler": {"type": "gaussian"}}}
+    layer = OneLayer(tmp_path, "Deconvolution", params, [(1, 3, 2, 3, 2)])
+    module = layer.net.get_submodule(LAYER)
+    assert module.weight.shape == (3, 2, 2, 2, 2)  # Caffe's layout: C_in x num_output x kernel per axis
+    x = randn(1, 3, 2, 3, 2)
+    stride, pad = (2, 1, 2), (0, 1, 0)
+    sizes = [s * (n - 1) + 2 - 2 * p for n, s, p in zip((2, 3, 2), stride, pad)]
+    expected = module.bias.detach().reshape(1, 2, 1, 1, 1).expand(1, 2, *sizes).clone()
+    for c, o, *position in itertools.product(range(3), range(2), range(2), range(3), range(2)):
+        for cell in itertools.product(range(2), repeat=3):  # deconv_layer.cpp: col2im of W^T x
+            at = [q * s - p + k for q, s, p, k in zip(position, stride, pad, cell)]
+            if all(0 <= a < size for a, size in zip(at, sizes)):
+                expected[(0, o, *at)] += module.weight[(c, o, *cell)].item() * x[(0, c, *position)].item()
+    close(layer.forward(x), expected)
+    layer.gradcheck(x)
+
+
+@pytest.mark.parametrize("params,message", [
+    ({"kernel_size": [3, 3]}, "'kernel_size' needs one value, or one per spatial axis"),
+    ({"kernel_size": 3, "pad_h": 1}, "'pad_h' is for 2-D convolutions"),
+])
+def test_3d_convolution_fields_that_do_not_fit_are_positioned_errors(tmp_path, netdef_cli, params, message):
+    path = write_net(tmp_path, "Convolution", {"convolution_param": {"num_output": 2, **params}}, [(1, 1, 4, 4, 4)])
+    status, _, err = netdef_cli("check", path)
+    assert status == 2 and message in err and f"{path}:" in err

@@ -1,4 +1,4 @@
-"""Spatial layers: Convolution, Deconvolution, Pooling, LRN."""
+"""Spatial layers: Convolution, Deconvolution (2-D and 3-D), Pooling, LRN."""
 from __future__ import annotations
 
 import math
@@ -20,14 +20,27 @@ def _pair(p, base, default):
     return (values[0], values[-1]) if len(values) <= 2 else (values[0], values[1])
 
 
-def _check_pairs(p, block, names):
+def _check_pairs(p, block, names, most=2):
     for base in names:
         short = {"kernel_size": "kernel"}.get(base, base)
         given = p.get(base) or []
         if given and (p.get(f"{short}_h") is not None or p.get(f"{short}_w") is not None):
             yield ((block, base), f"'{base}' cannot be combined with '{short}_h'/'{short}_w'", None, None)
-        if len(given) > 2:
-            yield ((block, base), f"'{base}' has too many values for a 2-D layer", "1 or 2 values", str(len(given)))
+        if len(given) > most:
+            yield ((block, base), f"'{base}' has too many values for a {most}-D layer", f"1 or {most} values",
+                   str(len(given)))
+
+
+def _per_axis(p, base, default, spatial):
+    """A per-spatial-axis field: one value for all axes or one per axis (2-D also takes the _h/_w forms)."""
+    if spatial == 2:
+        return _pair(p, base, default)
+    values = p.get(base) or []
+    return tuple(values) if len(values) == spatial else (values[0] if values else default,) * spatial
+
+
+CONV_AXES_FIELDS = ("kernel_size", "stride", "pad", "dilation")
+HW_FIELDS = ("kernel_h", "kernel_w", "stride_h", "stride_w", "pad_h", "pad_w")
 
 
 def _kernel_field(raw: dict, block: str) -> tuple:
@@ -76,14 +89,14 @@ class _ConvBase(Layer):
     def output_size_field(self):
         return _kernel_field(self.spec.raw, "convolution_param")
 
-    def geometry(self):
-        p = self.p
-        return (_pair(p, "kernel_size", None), _pair(p, "stride", 1), _pair(p, "pad", 0),
-                _pair(p, "dilation", 1))
+    def geometry(self, spatial=2):
+        """(kernel, stride, pad, dilation), each one value per spatial axis."""
+        return tuple(_per_axis(self.p, base, default, spatial)
+                     for base, default in zip(CONV_AXES_FIELDS, (None, 1, 0, 1)))
 
     def check(self):
         p = self.p
-        yield from _check_pairs(p, "convolution_param", ("kernel_size", "pad", "stride"))
+        yield from _check_pairs(p, "convolution_param", ("kernel_size", "pad", "stride"), most=3)
         if not p["kernel_size"] and (p["kernel_h"] is None or p["kernel_w"] is None):
             yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
         if p["num_output"] and p["num_output"] % p["group"]:
@@ -93,9 +106,34 @@ class _ConvBase(Layer):
             yield (("top",), "a convolution has one top per bottom", f"{len(self.spec.bottoms)} tops",
                    str(len(self.spec.tops)))
 
+    def spatial_axes(self, shapes) -> int:
+        """2 for N x C x H x W bottoms, 3 for N x C x D x H x W (video, volumes: Caffe's N-D convolution, one
+        bottom, no connection_table); every per-axis field must give one value or one per axis."""
+        shape, layer = shapes[0], type(self).__name__
+        if len(shape) not in (4, 5):
+            raise ShapeError(f"{layer} needs a 4-D (N, C, H, W) or 5-D (N, C, D, H, W) input", expected="4 or 5 axes",
+                             found=f"shape {list(shape)}")
+        spatial = len(shape) - 2
+        for base in CONV_AXES_FIELDS:
+            count = len(self.p[base] or [])
+            if count > spatial:
+                raise ShapeError(f"'{base}' has too many values for a {spatial}-D layer", expected=f"1 or {spatial} values",
+                                 found=str(count), path=("convolution_param", base))
+            if count not in (0, 1, spatial):
+                raise ShapeError(f"'{base}' needs one value, or one per spatial axis", expected=f"1 or {spatial} values",
+                                 found=str(count), path=("convolution_param", base))
+        if spatial == 3:
+            plane_only = [name for name in HW_FIELDS if self.p[name] is not None] + \
+                         ["connection_table"] * bool(self.p.get("connection_table"))
+            if plane_only:
+                raise ShapeError(f"'{plane_only[0]}' is for 2-D convolutions", path=("convolution_param", plane_only[0]),
+                                 expected="a 3-D convolution's fields with one value or one per axis (kernel_size, ...)")
+            if len(shapes) > 1:
+                raise ShapeError(f"a 3-D {layer} takes one bottom", expected="1 bottom", found=str(len(shapes)))
+        return spatial
+
     def _channels(self, shapes):
-        for s in shapes:
-            _spatial_input(s, type(self).__name__)
+        self.spatial_axes(shapes)
         if any(tuple(s) != tuple(shapes[0]) for s in shapes):
             raise ShapeError("all bottoms of a convolution must have the same shape",
                              found=", ".join(str(list(s)) for s in shapes))
@@ -109,9 +147,9 @@ class _ConvBase(Layer):
         return weight_and_bias(self.p["bias_term"])
 
     def blob_specs(self, shapes):
-        (kh, kw), *_ = self.geometry()
+        kernel, *_ = self.geometry(self.spatial_axes(shapes))
         p = self.p
-        weight = self.weight_shape(self._channels(shapes), kh, kw)
+        weight = self.weight_shape(self._channels(shapes), kernel)
         return self.blob_list(weight=(weight, p["weight_filler"], {"count": self.weight_count(weight)}),
                               bias=((p["num_output"],), p["bias_filler"]))
 
@@ -125,11 +163,12 @@ class _ConvBase(Layer):
 
 @register
 class Convolution(_ConvBase):
-    """2-D convolution; output size rounds down: (in + 2*pad - (dilation*(k-1)+1)) // stride + 1."""
-    summary = "2-D convolution (group, dilation, _h/_w forms, connection_table)"
+    """2-D or 3-D convolution (N x C x D x H x W input, one value or one per axis in kernel_size, stride, pad,
+    dilation: Caffe's N-D convolution); output size rounds down: (in + 2*pad - (dilation*(k-1)+1)) // stride + 1."""
+    summary = "2-D and 3-D convolution (group, dilation, _h/_w forms, connection_table)"
 
-    def weight_shape(self, channels, kh, kw):
-        return (self.p["num_output"], channels // self.p["group"], kh, kw)
+    def weight_shape(self, channels, kernel):
+        return (self.p["num_output"], channels // self.p["group"], *kernel)
 
     def check(self):
         yield from super().check()
@@ -143,7 +182,7 @@ class Convolution(_ConvBase):
 
     def infer(self, shapes):
         self._channels(shapes)
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry()
+        geometry = self.geometry(self.spatial_axes(shapes))
         table = self.p["connection_table"]
         if table:
             channels = shapes[0][1]
@@ -152,76 +191,76 @@ class Convolution(_ConvBase):
                 raise ShapeError("'connection_table' names an input map that does not exist",
                                  expected=f"map indices 0..{channels - 1}", found=str(bad[0]),
                                  path=("convolution_param", "connection_table"))
-        outs = []
-        for n, c, h, w in shapes:
-            oh = (h + 2 * ph - (dh * (kh - 1) + 1)) // sh + 1
-            ow = (w + 2 * pw - (dw * (kw - 1) + 1)) // sw + 1
-            outs.append((n, self.p["num_output"], oh, ow))
-        return outs
+        return [(shape[0], self.p["num_output"],
+                 *((size + 2 * p - (d * (k - 1) + 1)) // s + 1 for size, k, s, p, d in zip(shape[2:], *geometry)))
+                for shape in shapes]
 
     def weight_count(self, weight):
         # Stored dense (a table excludes groups); only the table's connections are learnt, the rest is masked to zero.
         table = self.p["connection_table"]
-        return sum(len(row) for row in table) * weight[2] * weight[3] if table else None
+        return sum(len(row) for row in table) * numel(weight[2:]) if table else None
 
     def _weights_of_all_outputs(self, shapes):
         """Weights feeding one position of every output map together (arithmetic, not a list per map:
         a fuzzed num_output of 10**20 must not allocate)."""
-        (kh, kw), *_ = self.geometry()
+        kernel, *_ = self.geometry(self.spatial_axes(shapes))
         table = self.p["connection_table"]
         if table:
-            return sum(len(row) for row in table) * kh * kw
-        return shapes[0][1] // self.p["group"] * kh * kw * self.p["num_output"]
+            return sum(len(row) for row in table) * numel(kernel)
+        return shapes[0][1] // self.p["group"] * numel(kernel) * self.p["num_output"]
 
     def macs(self, shapes, outs):
         weights = self._weights_of_all_outputs(shapes)
-        return sum(n * h * w * weights for n, c, h, w in outs)
+        return sum(out[0] * numel(out[2:]) * weights for out in outs)
 
     def connections(self, shapes, outs):
         bias = 1 if self.p["bias_term"] else 0
         weights = self._weights_of_all_outputs(shapes)
-        return sum(n * h * w * (weights + bias * c) for n, c, h, w in outs)
+        return sum(out[0] * numel(out[2:]) * (weights + bias * out[1]) for out in outs)
 
     def build(self, shapes):
         import torch.nn as nn
         from .modules import MaskedConv2d
-        (kh, kw), stride, pad, dilation = self.geometry()
+        spatial = self.spatial_axes(shapes)
+        kernel, stride, pad, dilation = self.geometry(spatial)
         channels = shapes[0][1]
         if self.p["connection_table"]:
             module = _each_bottom(MaskedConv2d, len(shapes))(
-                channels, self.p["num_output"], (kh, kw), stride, pad, dilation, self.p["bias_term"],
+                channels, self.p["num_output"], kernel, stride, pad, dilation, self.p["bias_term"],
                 self.p["connection_table"])
             self._init(module, shapes)
             module.apply_mask()
             return module
-        module = _each_bottom(nn.Conv2d, len(shapes))(channels, self.p["num_output"], (kh, kw), stride, pad,
-                                                      dilation, self.p["group"], self.p["bias_term"])
+        module = _each_bottom(nn.Conv3d if spatial == 3 else nn.Conv2d, len(shapes))(
+            channels, self.p["num_output"], kernel, stride, pad, dilation, self.p["group"], self.p["bias_term"])
         return self._init(module, shapes)
 
 
 @register
 class Deconvolution(_ConvBase):
-    """Transposed convolution: out = stride*(in-1) + dilation*(k-1) + 1 - 2*pad."""
-    summary = "transposed convolution (Caffe weight layout [C_in, num_output/group, kh, kw])"
+    """2-D or 3-D transposed convolution: out = stride*(in-1) + dilation*(k-1) + 1 - 2*pad per spatial axis."""
+    summary = "2-D and 3-D transposed convolution (Caffe weight layout [C_in, num_output/group, k...])"
 
-    def weight_shape(self, channels, kh, kw):
-        return (channels, self.p["num_output"] // self.p["group"], kh, kw)
+    def weight_shape(self, channels, kernel):
+        return (channels, self.p["num_output"] // self.p["group"], *kernel)
 
     def infer(self, shapes):
         self._channels(shapes)
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry()
-        return [(n, self.p["num_output"], sh * (h - 1) + dh * (kh - 1) + 1 - 2 * ph,
-                 sw * (w - 1) + dw * (kw - 1) + 1 - 2 * pw) for n, c, h, w in shapes]
+        geometry = self.geometry(self.spatial_axes(shapes))
+        return [(shape[0], self.p["num_output"],
+                 *(s * (size - 1) + d * (k - 1) + 1 - 2 * p for size, k, s, p, d in zip(shape[2:], *geometry)))
+                for shape in shapes]
 
     def macs(self, shapes, outs):
-        (kh, kw), *_ = self.geometry()
-        return sum(numel(s) * self.p["num_output"] // self.p["group"] * kh * kw for s in shapes)
+        kernel, *_ = self.geometry(self.spatial_axes(shapes))
+        return sum(numel(s) * self.p["num_output"] // self.p["group"] * numel(kernel) for s in shapes)
 
     def build(self, shapes):
         import torch.nn as nn
-        (kh, kw), stride, pad, dilation = self.geometry()
-        module = _each_bottom(nn.ConvTranspose2d, len(shapes))(
-            shapes[0][1], self.p["num_output"], (kh, kw), stride, pad, 0, self.p["group"], self.p["bias_term"],
+        spatial = self.spatial_axes(shapes)
+        kernel, stride, pad, dilation = self.geometry(spatial)
+        module = _each_bottom(nn.ConvTranspose3d if spatial == 3 else nn.ConvTranspose2d, len(shapes))(
+            shapes[0][1], self.p["num_output"], kernel, stride, pad, 0, self.p["group"], self.p["bias_term"],
             dilation)
         return self._init(module, shapes)
 
