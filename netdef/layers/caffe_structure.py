@@ -131,8 +131,9 @@ class Filter(Layer):
 
     def check(self):
         if len(self.spec.tops) != len(self.spec.bottoms) - 1:
+            wanted = len(self.spec.bottoms) - 1
             yield (("top",), "Filter has one top per bottom before the selector",
-                   f"{len(self.spec.bottoms) - 1} tops", str(len(self.spec.tops)))
+                   f"{wanted} top{'s' if wanted != 1 else ''}", str(len(self.spec.tops)))
 
     def infer(self, shapes):
         *data, selector = (tuple(s) for s in shapes)
