@@ -430,3 +430,24 @@ def test_caffe_blob_order_is_the_layer_classes_order(tmp_path, write_yaml):
                                                        ("mean", "variance", "scale_factor", "weight", "bias")]
     deployed, _, _ = deploy_net(net, model)
     assert all(torch.equal(deployed.state_dict()[key], value) for key, value in state.items())
+
+
+def test_float_data_records_and_double_blobs(tmp_path):
+    """Datums holding float_data (as Caffe's HDF5-less float sets) load as float32; BlobProtos holding
+    double_data read as float32 of their shape."""
+    import lmdb
+    from netdef.caffe.caffemodel import blob_tensor
+    from netdef.data.datum import load
+    values = np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7
+    env = lmdb.open(str(tmp_path / "float_lmdb"), map_size=1 << 20)
+    with env.begin(write=True) as transaction:
+        for k in range(3):
+            datum = proto.message("Datum")(channels=2, height=3, width=4, label=k, float_data=(values + k).ravel())
+            transaction.put(f"{k:08d}".encode(), datum.SerializeToString())
+    env.close()
+    images, labels = load("LMDB", tmp_path / "float_lmdb")
+    assert images.dtype == torch.float32 and torch.equal(images[2], torch.from_numpy(values + 2))
+    assert labels.tolist() == [0, 1, 2]
+    blob = proto.message("BlobProto")(double_data=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    blob.shape.dim.extend([2, 3])
+    assert torch.equal(blob_tensor(blob, "x", "blob"), torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]))

@@ -103,8 +103,7 @@ def blob_tensor(blob, path, where: str):
     if len(values) != count:
         raise NetdefError(Problem(f"{path} is damaged: {where} holds {len(values)} values for its shape "
                                   f"{list(shape)} ({count} values)", hint="the file may be truncated; copy it again"))
-    array = np.fromiter(values, dtype=np.float64 if values is blob.double_data else np.float32, count=count)
-    return torch.from_numpy(array.astype(np.float32).reshape(shape))
+    return torch.from_numpy(np.asarray(values, dtype=np.float32).reshape(shape))
 
 
 def read_caffemodel(path) -> CaffeBlobs:

@@ -91,7 +91,7 @@ def decode(value: bytes, key: bytes, folder: Path, color=None):
     if datum.data:
         values = np.frombuffer(datum.data, dtype=np.uint8)
     else:
-        values = np.fromiter(datum.float_data, dtype=np.float32, count=len(datum.float_data))
+        values = np.asarray(datum.float_data, dtype=np.float32)
     if count == 0 or values.size != count:
         raise DatumError(f"{folder}: record '{name}' holds {values.size} values for its shape "
                          f"{shape[0]} x {shape[1]} x {shape[2]}")
