@@ -24,6 +24,9 @@ COMMANDS = {
     "time": "time forward and backward per layer (Caffe's `caffe time`)",
     "draw": "draw a net as SVG, HTML, DOT, PNG or PDF",
     "plot-lr": "plot a solver's learning-rate schedule",
+    "plot": "plot training curves of runs (run folders, netdef or Caffe logs)",
+    "report": "one HTML page of a run (or two side by side): configs, drawing, curves, figures",
+    "parse-log": "a training log as CSV rows (Caffe's parse_log.py)",
     "export": "export a net's TEST phase to ONNX",
     "data": "download data sets (the only command that uses the network)",
 }

@@ -1,10 +1,13 @@
 """Caffe's log text, line for line (so that Caffe's tools/extra/parse_log.py patterns apply): the net set-up
 lines, the output lines of training, testing and `netdef test`, and where the lines go (stdout, above the
-progress bar while one runs)."""
+progress bar while one runs, and the run folder's log file with glog's prefix)."""
 from __future__ import annotations
 
+import collections
 import contextlib
+import os
 import sys
+from datetime import datetime
 
 import torch
 
@@ -52,17 +55,60 @@ def output_line(kind: str, index: int, blob: str, value: float, weight: float) -
     return f"    {kind} net output #{index}: {output_text(blob, value, weight)}"
 
 
+def epoch_line(feed, iter_size: int) -> str | None:
+    """`Epoch: 5000 samples, 64 per iteration` from the TRAIN net's first reader (the epoch axis of
+    `netdef plot`); None for a reader that does not know its size (a stream)."""
+    if not feed.sources:
+        return None
+    reader = feed.sources[0][1]
+    size, batch = getattr(reader, "size", None), getattr(reader, "batch_size", None)
+    if not size or not batch:
+        return None
+    return f"Epoch: {size} samples, {batch * iter_size} per iteration"
+
+
+def glog_line(when: datetime, text: str) -> str:
+    """`I20261202 07:24:58.979697 22993 netdef:0] text`: glog's prefix, as Caffe's log files carry it, so
+    that the time of every line is kept and Caffe's parse_log.py reads netdef's log file as it reads Caffe's."""
+    return f"I{when:%Y%m%d %H:%M:%S.%f} {os.getpid():5d} netdef:0] {text}"
+
+
 class Log:
-    """Prints log lines; while `progress()` runs a tqdm bar (in a terminal only), above the bar."""
+    """Prints log lines; while `progress()` runs a tqdm bar (in a terminal only), above the bar. After
+    `keep_in(path)` every line, from the first, also goes to that file (with glog's prefix)."""
 
     def __init__(self):
         self.bar = None
+        self.file = None
+        self.pending = collections.deque(maxlen=100_000)  # (time, text) of the lines before keep_in
 
     def __call__(self, text: str) -> None:
+        self.record(text)
         if self.bar is not None and not self.bar.disable:
             self.bar.write(text)
         else:
             print(text, flush=True)
+
+    def record(self, text: str) -> None:
+        """Into the log file only (or kept for it until keep_in)."""
+        if self.file is None:
+            self.pending.append((datetime.now(), text))
+        else:
+            self.file.write(glog_line(datetime.now(), text) + "\n")
+            self.file.flush()
+
+    def keep_in(self, path) -> None:
+        """Append every line, the earlier ones first, to `path` (a resumed run adds to its run's log)."""
+        self.file = open(path, "a", encoding="utf-8")
+        for when, text in self.pending:
+            self.file.write(glog_line(when, text) + "\n")
+        self.file.flush()
+        self.pending.clear()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
     @contextlib.contextmanager
     def progress(self, total: int, initial: int):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+LOG_FILE = "train.log"  # the whole log, glog-prefixed (netdef/train/log.py), read by netdef/runs
+
 
 def run_folder_path(config) -> Path:
     """`log_dir`, relative to the solver file; unset, runs/<solver file stem> in the current folder."""
@@ -18,6 +20,10 @@ class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.writer = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
 
     def open(self, config, seed: int, nets, iteration: int) -> None:
         """`nets`: (path, expanded YAML text) of every net file, the TRAIN net's first."""

@@ -29,7 +29,7 @@ from .device import autocast, grad_scaler, memory_format, resolve_device
 from .distributed import World, data_parallel, no_sync
 from .evaluate import evaluate
 from .faults import first_non_finite_layer, non_finite, prefix_lock, remove_orphans
-from .log import Log, output_line, output_values, setup_lines
+from .log import Log, epoch_line, output_line, output_values, setup_lines
 from .lr_policy import learning_rate
 from .nets import build_phase_net
 from .run_folder import RunFolder, run_folder_path
@@ -235,6 +235,7 @@ class Solver:
                          "writing it")
             self.run_folder.open(config, self.seed, [(net.path, self.resolved_nets[net.written])
                                                      for net in [self.train] + self.tests], self.iter)
+        self.log.keep_in(self.run_folder.log_path)
         self.log(f"Solving {self.train.info.graph.name}")
         self.log(f"Learning Rate Policy: {config.lr_policy}")
         try:
@@ -243,6 +244,7 @@ class Solver:
                 self._finish()
         finally:
             self.run_folder.close()
+            self.log.close()
 
     def _list_snapshots(self):
         if self.written_snapshots:
@@ -263,6 +265,9 @@ class Solver:
             for line in setup_lines(phase_net.info):
                 self.log(line)
             self.log("Network initialization done.")
+        epoch = epoch_line(self.train.feed, config.iter_size)
+        if epoch:
+            self.log(epoch)
         folder = self.run_folder.path
         self.log(f"Run folder {folder} (tensorboard --logdir {folder.parent})")
 
