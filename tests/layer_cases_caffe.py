@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from layer_case import Case
-from netdef.data.binaryproto import blob_bytes
+from netdef.data.mean import write_binaryproto
 from netdef.data.memory import set_input_arrays
 
 _FOLDER = tempfile.TemporaryDirectory(prefix="netdef_caffe_cases_")  # removed when the test process ends
@@ -32,7 +32,7 @@ def write_window_file(folder: Path) -> Path:
 
 
 WINDOWS = write_window_file(FILES)
-(FILES / "infogain.binaryproto").write_bytes(blob_bytes(np.eye(3) + 0.5 * np.eye(3, k=1)))
+write_binaryproto((np.eye(3) + 0.5 * np.eye(3, k=1))[None], FILES / "infogain.binaryproto")  # 1 x 1 x K x K
 set_input_arrays("layer", np.random.default_rng(0).normal(size=(6, 2, 3, 4)), np.arange(6) % 3)
 
 CASES = [

@@ -21,7 +21,7 @@ import yaml
 
 import netdef
 from netdef.api import set_input_arrays
-from netdef.data.binaryproto import blob_bytes, read_blob
+from netdef.data.mean import read_binaryproto, write_binaryproto
 from netdef.data.readers import DataFeed
 
 LAYER = "layer"
@@ -370,8 +370,8 @@ def test_infogain_loss_with_a_matrix_bottom_and_caffes_backward(tmp_path):
 
 def test_infogain_loss_reads_its_matrix_from_a_binaryproto_and_ignores_a_label(tmp_path):
     matrix = np.array([[2.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.3, 0.0, 1.5]])
-    (tmp_path / "H.binaryproto").write_bytes(blob_bytes(matrix))
-    np.testing.assert_array_equal(read_blob(tmp_path / "H.binaryproto"), matrix.astype(np.float32))
+    write_binaryproto(matrix[None], tmp_path / "H.binaryproto")  # as Caffe users store H: a 1 x 1 x K x K blob
+    np.testing.assert_array_equal(read_binaryproto(tmp_path / "H.binaryproto"), matrix[None, None].astype(np.float32))
     params = {"infogain_loss_param": {"source": "H.binaryproto"}, "loss_param": {"ignore_label": 2}}
     layer = OneLayer(tmp_path, "InfogainLoss", params, [(2, 3, 2, 2), (2, 1, 2, 2)], tops=2)
     scores = randn(2, 3, 2, 2)

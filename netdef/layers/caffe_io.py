@@ -13,9 +13,9 @@ _SHAPE_FIELDS = {axis: Int(None, f"{axis} of each item", required=True, minimum=
 @register
 class MemoryData(Layer):
     """Serves batches of arrays a Python caller sets, as Caffe's pycaffe `net.set_input_arrays`:
-    `netdef.set_input_arrays(LAYER_NAME, data, labels)` (data N x channels x height x width, N labels, N a
+    `netdef.api.set_input_arrays(LAYER_NAME, data, labels)` (data N x channels x height x width, N labels, N a
     multiple of batch_size) before the net is trained or run; batches come in order and wrap around."""
-    summary = "batches of arrays set from Python (netdef.set_input_arrays)"
+    summary = "batches of arrays set from Python (netdef.api.set_input_arrays)"
     blocks = {"memory_data_param": {"batch_size": Int(None, "items per batch", required=True, minimum=1),
                                     **_SHAPE_FIELDS}}
     bottoms = (0, 0)
@@ -35,7 +35,7 @@ class MemoryData(Layer):
         arrays = input_arrays(self.name)
         if arrays is None:
             raise ShapeError(f"no arrays were set for MemoryData layer '{self.name}'", path=("type",),
-                             expected=f"netdef.set_input_arrays({self.name!r}, data, labels) before the net runs")
+                             expected=f"netdef.api.set_input_arrays({self.name!r}, data, labels) before the net runs")
         data, labels = arrays
         if tuple(data.shape[1:]) != self.item_shape():
             raise ShapeError("the arrays set from Python do not have the layer's item shape", path=("memory_data_param",),

@@ -87,13 +87,14 @@ class InfogainLoss(_NormalizedLoss):
 
     def matrix(self, classes):
         """H read from `source`, as a K x K float32 array."""
-        from ..data.binaryproto import BlobProtoError, read_blob
+        from ..data.mean import read_binaryproto
+        from ..errors import NetdefError
         path = self.spec.base_dir / self.p["source"]
         try:
-            matrix = read_blob(path)
-        except (OSError, BlobProtoError) as exc:
-            raise ShapeError(f"cannot read the infogain matrix {path}: {exc}", path=("infogain_loss_param", "source")) \
-                from None
+            matrix = read_binaryproto(path)
+        except NetdefError as exc:
+            raise ShapeError(f"cannot read the infogain matrix: {exc.problems[0].message}",
+                             path=("infogain_loss_param", "source")) from None
         if matrix.size != classes * classes:
             raise ShapeError("the infogain matrix must be K x K for K classes", expected=f"{classes * classes} values",
                              found=f"shape {list(matrix.shape)}", path=("infogain_loss_param", "source"))
