@@ -4,6 +4,7 @@ legend names each run by its folder and the solver fields that differ between th
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from .model import LEARNING_RATE, TRAIN_LOSS, TRAIN_OUTPUTS, is_test_tag
 
 FORMATS = (".png", ".svg", ".pdf", ".html")
 X_AXES = {"iter": "iteration", "seconds": "seconds", "epoch": "epoch"}
+LOG_SPAN = 20  # a loss or rate panel spanning more than this factor has a log axis
 LEGEND_FIELDS = 4  # differing solver fields named in a legend entry, at most
 
 
@@ -109,8 +111,9 @@ def figure_of(runs, metrics=None, x: str = "iter"):
                 else dict(linewidth=1.3)
             panel.plot(curve.xs, curve.ys, color=colours[id(curve.run)], label=label(curve, differences), **style)
         panel.set_ylabel(metric)
-        if metric in ("loss", "lr") and all(y > 0 for c in metric_curves for y in c.ys):
-            panel.set_yscale("log")
+        values = [y for c in metric_curves for y in c.ys if math.isfinite(y)]
+        if metric in ("loss", "lr") and values and min(values) > 0 and max(values) > LOG_SPAN * min(values):
+            panel.set_yscale("log")  # a loss falling by decades
         panel.grid(True, alpha=0.3)
         panel.legend(fontsize=7, loc="best")
     panels[-1, 0].set_xlabel(X_AXES[x])

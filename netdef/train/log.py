@@ -67,6 +67,17 @@ def epoch_line(feed, iter_size: int) -> str | None:
     return f"Epoch: {size} samples, {batch * iter_size} per iteration"
 
 
+def peak_memory_line(device) -> str:
+    """`Peak memory: 812.3 MiB resident` (and the device's peak allocation on a GPU): for the run's report."""
+    import resource
+    from ..text import memory
+    resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB
+    line = f"Peak memory: {memory(resident)} resident"
+    if device.type == "cuda":
+        line += f", {memory(torch.cuda.max_memory_allocated(device))} allocated on {device}"
+    return line
+
+
 def glog_line(when: datetime, text: str) -> str:
     """`I20261202 07:24:58.979697 22993 netdef:0] text`: glog's prefix, as Caffe's log files carry it, so
     that the time of every line is kept and Caffe's parse_log.py reads netdef's log file as it reads Caffe's."""

@@ -29,7 +29,7 @@ from .device import autocast, grad_scaler, memory_format, resolve_device
 from .distributed import World, data_parallel, no_sync
 from .evaluate import evaluate
 from .faults import first_non_finite_layer, non_finite, prefix_lock, remove_orphans
-from .log import Log, epoch_line, output_line, output_values, setup_lines
+from .log import Log, epoch_line, output_line, output_values, peak_memory_line, setup_lines
 from .lr_policy import learning_rate
 from .nets import build_phase_net
 from .run_folder import RunFolder, run_folder_path
@@ -244,6 +244,7 @@ class Solver:
                 self._finish()
         finally:
             self.run_folder.close()
+            self.log.record(peak_memory_line(self.device))  # the log file's, for netdef report
             self.log.close()
 
     def _list_snapshots(self):
