@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import NetdefError, Problem, did_you_mean, show
 from ..fields import as_list
+from ..layers.plugins import PluginError, load_plugin
 from .limits import (MAX_LAYERS, MAX_REPEAT, MAX_TEMPLATE_BITS, MAX_TEMPLATE_CHARS, MAX_TEMPLATE_ITEMS,
                      MAX_TEMPLATE_STEPS)
 from .graph import NetState, build_graph
@@ -248,6 +249,7 @@ def _load_blocks(data, source: Source, file: Path, seen: set, problems: list, ro
         seen.add(path)
         try:
             other, other_source = load_yaml(path)
+            load_plugins(other, other_source)
             validate_document(other, other_source)
         except NetdefError as exc:
             if not path.exists():
@@ -565,8 +567,24 @@ def _shown_name(entry, scope):
         return entry.get("name")
 
 
+def load_plugins(data, source: Source) -> None:
+    """Import the modules a net file names under `plugins:` (its folder first, then sys.path), so that their
+    layer types are known when its layers are validated. The only code a net file runs is what it names here
+    (or in a Python layer's python_param.module)."""
+    names = data.get("plugins") if isinstance(data, dict) else None
+    problems = []
+    for index, name in enumerate(names if isinstance(names, list) else []):  # other values: the schema says
+        try:
+            load_plugin(name, Path(source.file).resolve().parent)
+        except PluginError as exc:
+            problems.append(Problem(exc.message, source.pos(("plugins", index)), hint=exc.hint))
+    if problems:
+        raise NetdefError(problems)
+
+
 def expand(data, source: Source) -> ExpandedNet:
     """Validate a loaded net file and expand its blocks; raises NetdefError with every problem."""
+    load_plugins(data, source)
     validate_document(data, source)
     problems = []
     if "layers" not in data:
