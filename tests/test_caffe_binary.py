@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+import netdef
 from conftest import ROOT, SHARED, needs_shared
 from netdef.caffe import proto
 from netdef.caffe.caffemodel import read_caffemodel
@@ -128,30 +129,26 @@ def test_train_from_caffes_lmdb_data(tmp_path, netdef_subprocess):
     assert accuracy > 0.5
 
 
-def lenet_snapshot(tmp_path, netdef_subprocess) -> "Path":
-    """A netdef snapshot of LeNet after 20 iterations on Caffe's LMDBs."""
-    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=20, test_interval=0, display=0, snapshot=0,
-                          random_seed=3, snapshot_prefix="lenet")
-    run = netdef_subprocess("train", solver, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    return tmp_path / "lenet_iter_20.pt"
-
-
-def test_snapshot_to_caffemodel_round_trip_is_bitwise(tmp_path, netdef_subprocess):
+def test_snapshot_to_caffemodel_round_trip_is_bitwise(tmp_path, netdef_cli, monkeypatch):
+    """A netdef snapshot of LeNet after 20 iterations on Caffe's LMDBs, exported as a .caffemodel."""
     from netdef.tools.export import deploy_net, example_inputs
     from netdef.train.snapshot import load_snapshot
-    snapshot = lenet_snapshot(tmp_path, netdef_subprocess)
+    monkeypatch.chdir(tmp_path)
     net = lenet_net(tmp_path)
-    model = tmp_path / "lenet.caffemodel"
-    run = netdef_subprocess("export", net, "--weights", snapshot, "-o", model)
-    assert run.returncode == 0, run.stderr
-    assert f"{model}: Caffe NetParameter 'LeNet', 10 layers, 8 blobs" in run.stdout
+    solver = lenet_solver(tmp_path, net, max_iter=20, test_interval=0, display=0, snapshot=0, random_seed=3,
+                          snapshot_prefix="lenet")
+    status, _, err = netdef_cli("train", solver)
+    assert status == 0, err
+    snapshot, model = tmp_path / "lenet_iter_20.pt", tmp_path / "lenet.caffemodel"
+    status, out, err = netdef_cli("export", net, "--weights", snapshot, "-o", model)
+    assert status == 0, err
+    assert f"{model}: Caffe NetParameter 'LeNet', 10 layers, 8 blobs" in out
     # the blobs are the snapshot's, bit for bit, in Caffe's order and shapes
     stored = load_snapshot(snapshot)["weights"]
     for layer, blobs in read_caffemodel(model).items():
         assert [torch.equal(blob, stored[f"{layer}.{name}"]) for blob, name in zip(blobs, ("weight", "bias"))] == [True] * 2
     # the same outputs: netdef test's printout and the deploy net's forward
-    scored = [netdef_subprocess("test", "--model", net, "--weights", weights, "--iterations", 3).stdout
+    scored = [netdef_cli("test", "--model", net, "--weights", weights, "--iterations", 3)[1]
               for weights in (snapshot, model)]
     assert "accuracy = " in scored[0] and scored[0] == scored[1]
     forwards = []
@@ -196,15 +193,16 @@ def test_v1_caffemodel_with_legacy_blob_shapes(tmp_path, netdef_cli):
     assert "\naccuracy = 0.962\n" in out and "\nloss = 0.148251 " in out
 
 
-def test_train_weights_from_a_caffemodel_reports_the_table(tmp_path, netdef_subprocess):
+def test_train_weights_from_a_caffemodel_reports_the_table(tmp_path, netdef_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=1, test_interval=0, display=1, snapshot=0)
-    run = netdef_subprocess("train", solver, "--weights", CAFFEMODEL, cwd=tmp_path)
-    assert run.returncode == 0, run.stderr
-    assert f"Copying weights from {CAFFEMODEL}" in run.stdout
-    assert "8 blobs copied, 0 shape mismatches, 0 missing in the file, 0 in the file but not in this net" in run.stdout
+    status, out, err = netdef_cli("train", solver, "--weights", CAFFEMODEL)
+    assert status == 0, err
+    assert f"Copying weights from {CAFFEMODEL}" in out
+    assert "8 blobs copied, 0 shape mismatches, 0 missing in the file, 0 in the file but not in this net" in out
 
 
-def test_caffemodel_of_another_net_is_a_table_not_a_crash(tmp_path, netdef_subprocess):
+def test_caffemodel_of_another_net_is_a_table_not_a_crash(tmp_path, netdef_cli):
     net = load_prototxt(FIXTURES / "lenet_train_test.prototxt")
     for layer in net["layers"]:
         if "data_param" in layer:
@@ -214,20 +212,18 @@ def test_caffemodel_of_another_net_is_a_table_not_a_crash(tmp_path, netdef_subpr
             layer["name"] = "fc1"
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(net, sort_keys=False))
-    run = netdef_subprocess("test", "--model", path, "--weights", CAFFEMODEL, "--iterations", 1)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert "2 layer(s) would be scored with their fillers: fc1, ip2" in run.stderr
-    assert re.search(r"ip1 +0 +not in net +500x800", run.stderr)  # blob 0 of a layer this net lacks
-    assert re.search(r"ip2 +weight +shape mismatch +10x500 +10x300", run.stderr)
+    status, _, err = netdef_cli("test", "--model", path, "--weights", CAFFEMODEL, "--iterations", 1)
+    assert status == 2 and "2 layer(s) would be scored with their fillers: fc1, ip2" in err
+    assert re.search(r"ip1 +0 +not in net +500x800", err)  # blob 0 of a layer this net lacks
+    assert re.search(r"ip2 +weight +shape mismatch +10x500 +10x300", err)
 
 
 @pytest.mark.parametrize("size", [0, 7, 50_000, 1_000_000])
-def test_truncated_caffemodel_names_the_file(tmp_path, netdef_subprocess, size):
+def test_truncated_caffemodel_names_the_file(tmp_path, netdef_cli, size):
     damaged = tmp_path / "cut.caffemodel"
     damaged.write_bytes(CAFFEMODEL.read_bytes()[:size])
-    run = netdef_subprocess("test", "--model", lenet_net(tmp_path), "--weights", damaged, "--iterations", 1)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert f"{damaged} is {'empty' if size == 0 else 'damaged'}" in run.stderr
+    status, _, err = netdef_cli("test", "--model", lenet_net(tmp_path), "--weights", damaged, "--iterations", 1)
+    assert status == 2 and f"{damaged} is {'empty' if size == 0 else 'damaged'}" in err
 
 
 def test_truncated_solverstate_and_missing_learned_net(tmp_path, netdef_subprocess):
@@ -239,9 +235,11 @@ def test_truncated_solverstate_and_missing_learned_net(tmp_path, netdef_subproce
     alone = tmp_path / "alone" / SOLVERSTATE.name
     alone.parent.mkdir()
     shutil.copy(SOLVERSTATE, alone)
-    run = netdef_subprocess("train", solver, "--snapshot", alone, cwd=tmp_path)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert f"the weights of {alone} are missing: no 'lenet_iter_1000.caffemodel' beside it" in run.stderr
+    from netdef.train.config import load_solver
+    from netdef.train.solver import Solver
+    with pytest.raises(netdef.NetdefError, match=re.escape(f"the weights of {alone} are missing: no "
+                                                           "'lenet_iter_1000.caffemodel' beside it")):
+        Solver(load_solver(solver)).restore(alone)
 
 
 def digit_images(tmp_path, count=12):
@@ -361,18 +359,17 @@ def test_truncated_lmdb_is_a_positioned_error(tmp_path, write_yaml, netdef_subpr
                      r"1,044,480", run.stderr)
 
 
-def test_bad_datum_records(tmp_path, write_yaml, netdef_subprocess):
+def test_bad_datum_records(tmp_path, write_yaml, netdef_cli):
     import lmdb
     source = tmp_path / "bad_lmdb"
     env = lmdb.open(str(source), map_size=1 << 20)
     with env.begin(write=True) as transaction:
         transaction.put(b"00000000", b"\xff\xff\xff")
     env.close()
-    run = netdef_subprocess("check", lmdb_net(write_yaml, source))
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert f"{source}: record '00000000' is not a Caffe Datum" in run.stderr
-    run = netdef_subprocess("check", lmdb_net(write_yaml, tmp_path / "nothing_here"))
-    assert run.returncode == 2 and "is not a folder" in run.stderr
+    status, _, err = netdef_cli("check", lmdb_net(write_yaml, source))
+    assert status == 2 and f"{source}: record '00000000' is not a Caffe Datum" in err
+    status, _, err = netdef_cli("check", lmdb_net(write_yaml, tmp_path / "nothing_here"))
+    assert status == 2 and "is not a folder" in err
 
 
 def test_reading_an_lmdb_writes_nothing(tmp_path):
