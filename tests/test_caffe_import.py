@@ -188,7 +188,7 @@ def resnet_prototxt(units_per_stage) -> str:
                    'layer { bottom: "fc1000" top: "prob" name: "prob" type: "Softmax" }\n')
 
 
-def test_resnet152_bottleneck_units_become_blocks_used_per_stage(tmp_path, netdef_cli):
+def test_resnet152_bottleneck_units_become_one_block_used_per_stage(tmp_path, netdef_cli):
     source = tmp_path / "ResNet-152-deploy.prototxt"
     source.write_text(resnet_prototxt((3, 8, 36, 3)))
     out = tmp_path / "resnet152.yaml"
@@ -197,9 +197,11 @@ def test_resnet152_bottleneck_units_become_blocks_used_per_stage(tmp_path, netde
     net = yaml.safe_load(out.read_text())
     uses = [entry for entry in net["layers"] if "use" in entry]
     assert sum(entry.get("repeat", 1) for entry in uses) == 50, "every bottleneck unit is a block instance"
-    assert len(uses) <= 8, "at most two entries per stage: its first (projection) unit, then the rest repeated"
+    assert len(net["blocks"]) == 1 and len(uses) == 8, "one block, two uses per stage: its projection unit, the rest"
     repeated = {entry["name"]: entry["repeat"] for entry in uses if "repeat" in entry}
-    assert repeated["3b${i}"] == 7 and repeated["4b${i}"] == 35
+    assert repeated["3b${i}"] == 7 and repeated["4b${i}"] == 35 and list(repeated.values()) == [2, 7, 35, 2]
+    (block,) = net["blocks"].values()
+    assert sum("if" in layer for layer in block["layers"]) == 3, "the projection shortcut's conv, bn, scale"
     assert _layers(out, netdef_cli) == _layers(source, netdef_cli)
     assert netdef.summarize(out, phase="TEST").total_params == netdef.summarize(source, phase="TEST").total_params
 

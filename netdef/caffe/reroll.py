@@ -86,7 +86,8 @@ def _leaves(value, path=()):
     if isinstance(value, dict):
         for key, item in value.items():
             yield from _leaves(item, path + (key,))
-    elif isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+    elif isinstance(value, list) and (any(isinstance(item, (dict, list)) for item in value)
+                                      or (path and path[0] in ("bottom", "top"))):
         for index, item in enumerate(value):
             yield from _leaves(item, path + (index,))
     else:
@@ -144,25 +145,97 @@ def _arg_name(template_layer, path, taken) -> str:
     return name
 
 
-def _block(units) -> tuple:
-    """A block from the instances of one structure: (block dict, [with dict per unit])."""
-    template = copy.deepcopy(units[0].template)
-    withs = [dict() for _ in units]
-    args = {}
+class _NoBlock(Exception):
+    """Instances that one block cannot describe."""
+
+
+def _as_expression(template: str) -> str:
+    """A template string as an expression of the block's names: 'res${name}_b' -> ('res' + name + '_b')."""
+    parts = re.split(r"\$\{([^}]*)\}", template)
+    terms = [repr(part) if i % 2 == 0 else f"({part})" for i, part in enumerate(parts) if part or i % 2]
+    return "(" + " + ".join(terms or ["''"]) + ")"
+
+
+def _layer_value(layer, path, missing):
+    leaves = dict(_leaves(layer))
+    return leaves.get(path, missing)
+
+
+def _block(units, aligned=None, flag=None) -> tuple:
+    """A block from the instances of one structure: (block dict, [with dict per unit]). With `aligned`
+    (per unit, its layers at the block's positions, None where it lacks one), the layers some units lack
+    carry `if: ${flag}`, and wiring that differs between the units with and without them is chosen by it."""
+    aligned = aligned or [unit.template for unit in units]
+    template = copy.deepcopy(next(rows for rows in aligned if all(row is not None for row in rows)))
+    full = [all(row is not None for row in rows) for rows in aligned]
+    withs = [({flag: has} if flag else {}) for has in full]
+    args = {flag: None} if flag else {}
+    arg_values = {}  # argument -> {unit index: its value}
+    missing = object()
     for index, layer in enumerate(template):
+        present = [k for k, rows in enumerate(aligned) if rows[index] is not None]
         for path, _ in list(_leaves(layer)):
-            if path[0] in ("name", "bottom", "top"):
+            values = {k: _layer_value(aligned[k][index], path, missing) for k in present}
+            if missing in values.values():
+                raise _NoBlock(path)
+            if len({json.dumps(v, sort_keys=True) for v in values.values()}) == 1:
                 continue
-            values = [dict(_leaves(unit.template[index]))[path] for unit in units]
-            if all(v == values[0] for v in values):
+            if path[0] in WIRING:
+                _set(layer, path, _chosen(values, full, flag))
                 continue
-            arg = _arg_name(layer, path, args)
-            args[arg] = None
+            arg = next((name for name, given in arg_values.items()  # one argument for values that always agree
+                        if all(k in given and given[k] == value for k, value in values.items())), None)
+            if arg is None:
+                arg = _arg_name(layer, path, args)
+                args[arg], arg_values[arg] = None, values
+                for k, value in values.items():
+                    withs[k][arg] = value
             _set(layer, path, "${" + arg + "}")
-            for w, value in zip(withs, values):
-                w[arg] = value
+        if len(present) < len(units):
+            layer["if"] = "${" + flag + "}"
+    for arg, given in arg_values.items():
+        if len(given) < len(units):  # used only by layers some units lack: the others need not give it
+            args[arg] = next(iter(given.values()))
     block = {"args": args, "layers": template} if args else {"layers": template}
     return block, withs
+
+
+def _chosen(values: dict, full: list, flag) -> str:
+    """One wiring string for every instance: the same one, or chosen by the flag."""
+    with_flag = {values[k] for k in values if full[k]}
+    without = {values[k] for k in values if not full[k]}
+    if flag is None or len(with_flag) != 1 or len(without) != 1 or not all(isinstance(v, str) for v in values.values()):
+        raise _NoBlock(values)
+    return "${" + f"{_as_expression(with_flag.pop())} if {flag} else {_as_expression(without.pop())}" + "}"
+
+
+def _layer_signatures(template) -> list:
+    return [_signature([{k: v for k, v in layer.items() if k not in ("bottom", "top")}]) for layer in template]
+
+
+def _merge(long_units, short_units):
+    """The short structure's layers as a part of the long one's (ResNet's identity unit inside its projection
+    unit): (units, aligned, flag) for one block, or None."""
+    longer, shorter = _layer_signatures(long_units[0].template), _layer_signatures(short_units[0].template)
+    if not len(longer) / 2 < len(shorter) < len(longer) or len(short_units) < MIN_INSTANCES:
+        return None  # only a structure used often that is most of the longer one is a variant of it
+    matcher = SequenceMatcher(None, longer, shorter, autojunk=False)
+    pairs = [(a + k, b + k) for a, b, size in matcher.get_matching_blocks() for k in range(size)]
+    if len(pairs) != len(shorter):
+        return None
+    units = sorted(long_units + short_units, key=lambda unit: unit.start)
+    aligned = []
+    for unit in units:
+        if unit in long_units:
+            aligned.append(unit.template)
+        else:
+            rows = [None] * len(longer)
+            for a, b in pairs:
+                rows[a] = unit.template[b]
+            aligned.append(rows)
+    extra = next(layer for (i, layer) in enumerate(long_units[0].template) if i not in dict(pairs))
+    own = re.sub(r"\W+", "_", extra["name"].replace("${name}", "")).strip("_")
+    return units, aligned, f"has_{own}" if own else "has_extra"
 
 
 def _counted(names):
@@ -171,13 +244,18 @@ def _counted(names):
     prefix = 0
     while prefix < min(len(first), len(last)) and first[prefix] == last[prefix]:
         prefix += 1
-    while prefix and first[prefix - 1].isdigit():
+    while prefix and first[prefix - 1].isdigit() and first[prefix:prefix + 1].isdigit():  # 3b9, 3b10: whole numbers
         prefix -= 1
     stem, start = first[:prefix], first[prefix:]
     for offset_name, render in (("i", str), ("letter", lambda k: chr(ord("a") + k - 1))):
         offsets = [render(k) for k in range(1, len(names) + 1)]
         if [stem + part for part in offsets] == names:
             return stem + "${" + offset_name + "}"
+    if len(start) == 1 and start.islower():  # b, c, ...: letters from a later one than a
+        skip = ord(start) - ord("a")
+        if [stem + chr(ord(start) + k) for k in range(len(names))] == names and skip + len(names) <= 26:
+            index = "i" if skip == 1 else f"i + {skip - 1}"
+            return stem + "${'abcdefghijklmnopqrstuvwxyz'[" + index + "]}"
     if start.isdigit():
         base = int(start)
         if [f"{stem}{base + k}" for k in range(len(names))] == names:
@@ -216,6 +294,26 @@ def _block_name(units, taken) -> str:
     return name
 
 
+def _families(groups) -> list:
+    """(units, aligned, flag) per block: each group of equal units, a group whose layers are part of a
+    longer group's joined to it."""
+    groups = sorted(groups, key=lambda units: -len(units[0].layers))
+    families, joined = [], set()
+    for i, long_units in enumerate(groups):
+        if i in joined:
+            continue
+        for j in range(i + 1, len(groups)):
+            merged = None if j in joined else _merge(long_units, groups[j])
+            if merged is not None:
+                families.append(merged)
+                joined.add(j)
+                break
+        else:
+            if len(long_units) >= MIN_INSTANCES:
+                families.append((long_units, None, None))
+    return families
+
+
 def reroll(layers) -> tuple:
     """(blocks, entries): the blocks found and the net's new layer list, where each entry is either an
     original layer (the same dict) or a `use:` entry standing for a run of layers."""
@@ -224,11 +322,13 @@ def reroll(layers) -> tuple:
         if unit.template is not None:
             groups.setdefault(_signature(unit.template), []).append(unit)
     blocks, spans = {}, []
-    for units in groups.values():
-        if len(units) < MIN_INSTANCES:
+    for units, aligned, flag in _families(list(groups.values())):
+        try:
+            block, withs = _block(units, aligned, flag)
+        except _NoBlock:
             continue
         name = _block_name(units, blocks)
-        blocks[name], withs = _block(units)
+        blocks[name] = block
         spans += _uses(name, units, withs)
     spans.sort(key=lambda span: span[0])
     entries, index = [], 0
