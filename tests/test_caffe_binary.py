@@ -11,16 +11,15 @@ import sys
 import numpy as np
 import pytest
 import torch
-import yaml
 
 import netdef
 from conftest import ROOT, SHARED, needs_shared
 from netdef.caffe import proto
 from netdef.caffe.caffemodel import read_caffemodel
-from netdef.caffe.prototxt import load_prototxt
 
 FIXTURES = SHARED / "caffe" / "fixtures"
 pytestmark = needs_shared("caffe", "fixtures")
+LENET = FIXTURES / "lenet_train_test.prototxt"  # Caffe's own file, read as it is
 CAFFEMODEL = FIXTURES / "lenet_iter_1000.caffemodel"
 SOLVERSTATE = FIXTURES / "lenet_iter_1000.solverstate"
 
@@ -30,16 +29,17 @@ def caffe_log_outputs(log: str) -> dict:
     return dict(re.findall(r"caffe\.cpp:\d+\] (\w+) = (\S+)", log))
 
 
-def lenet_net(tmp_path, **data_param) -> "Path":
-    """Caffe's LeNet train/test net as a netdef file whose Data layers read the fixture LMDBs (the prototxt
-    names them relative to where Caffe ran), `data_param` overriding fields of both."""
-    net = load_prototxt(FIXTURES / "lenet_train_test.prototxt")
-    for layer in net["layers"]:
-        if "data_param" in layer:
-            layer["data_param"]["source"] = str(FIXTURES / layer["data_param"]["source"])
-            layer["data_param"].update(data_param)
-    path = tmp_path / "lenet_train_test.yaml"
-    path.write_text(yaml.safe_dump(net, sort_keys=False), encoding="utf-8")
+def caffe_solver(tmp_path, **fields) -> "Path":
+    """Caffe's LeNet solver prototxt, training Caffe's net prototxt where both lie (its LMDB sources are
+    relative to it, as Caffe ran them), with `fields` changed or added; snapshots go to tmp_path."""
+    text = (FIXTURES / "lenet_solver.prototxt").read_text()
+    text = text.replace('net: "lenet_train_test.prototxt"', f'net: "{LENET}"')
+    for name, value in fields.items():
+        line = f"{name}: {value!r}".replace("'", '"')
+        text, count = re.subn(rf"^{name}: .*$", line, text, flags=re.M)
+        text += "" if count else line + "\n"
+    path = tmp_path / "lenet_solver.prototxt"
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -55,7 +55,7 @@ def test_caffemodel_blobs_are_caffes_layers():
 
 def test_netdef_test_with_caffes_weights_gives_caffes_log(tmp_path, netdef_cli):
     """`caffe test -iterations 10` on these weights printed accuracy = 0.962, loss = 0.148251."""
-    status, out, err = netdef_cli("test", "--model", lenet_net(tmp_path), "--weights", CAFFEMODEL,
+    status, out, err = netdef_cli("test", "--model", LENET, "--weights", CAFFEMODEL,
                                   "--iterations", 10)
     assert status == 0, err
     caffe = (FIXTURES / "test_iter_1000.log").read_text()
@@ -73,21 +73,10 @@ def test_netdef_test_with_caffes_weights_gives_caffes_log(tmp_path, netdef_cli):
     assert "Not every blob" not in out
 
 
-def lenet_solver(tmp_path, net, **fields):
-    """Caffe's LeNet solver as a netdef file training `net`, with `fields` changed."""
-    from netdef.caffe.prototxt import parse_prototxt
-    solver = parse_prototxt((FIXTURES / "lenet_solver.prototxt").read_text())
-    solver.pop("solver_mode")  # Caffe's CPU/GPU switch: netdef's `device`
-    solver.update(net=net.name, **fields)
-    path = tmp_path / "lenet_solver.yaml"
-    path.write_text(yaml.safe_dump(dict(solver)), encoding="utf-8")
-    return path
-
-
 def test_solverstate_resume_restores_caffes_iteration_and_history(tmp_path):
     from netdef.train.config import load_solver
     from netdef.train.solver import Solver
-    solver = Solver(load_solver(lenet_solver(tmp_path, lenet_net(tmp_path))))
+    solver = Solver(load_solver(caffe_solver(tmp_path)))
     solver.restore(SOLVERSTATE)
     assert solver.iter == 1000
     state = proto.parse("SolverState", SOLVERSTATE.read_bytes())
@@ -103,7 +92,7 @@ def test_solverstate_resume_restores_caffes_iteration_and_history(tmp_path):
 
 def test_train_resumes_a_solverstate_at_iteration_1000(tmp_path, netdef_subprocess):
     """Caffe's own log at iteration 1000: the test net's accuracy = 0.962, loss = 0.148251, lr = 0.00931012."""
-    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=1010, test_interval=10, display=5,
+    solver = caffe_solver(tmp_path, max_iter=1010, test_interval=10, display=5,
                           snapshot=0)
     run = netdef_subprocess("train", solver, "--snapshot", SOLVERSTATE, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -119,7 +108,7 @@ def test_train_resumes_a_solverstate_at_iteration_1000(tmp_path, netdef_subproce
 
 def test_train_from_caffes_lmdb_data(tmp_path, netdef_subprocess):
     """A fresh LeNet run on Caffe's LMDBs: the loss falls from ln(10) within a few iterations."""
-    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=30, test_interval=30, test_iter=2, display=10,
+    solver = caffe_solver(tmp_path, max_iter=30, test_interval=30, test_iter=2, display=10,
                           snapshot=0, random_seed=1)
     run = netdef_subprocess("train", solver, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -134,8 +123,8 @@ def test_snapshot_to_caffemodel_round_trip_is_bitwise(tmp_path, netdef_cli, monk
     from netdef.tools.export import deploy_net, example_inputs
     from netdef.train.snapshot import load_snapshot
     monkeypatch.chdir(tmp_path)
-    net = lenet_net(tmp_path)
-    solver = lenet_solver(tmp_path, net, max_iter=20, test_interval=0, display=0, snapshot=0, random_seed=3,
+    net = LENET
+    solver = caffe_solver(tmp_path, max_iter=20, test_interval=0, display=0, snapshot=0, random_seed=3,
                           snapshot_prefix="lenet")
     status, _, err = netdef_cli("train", solver)
     assert status == 0, err
@@ -161,7 +150,7 @@ def test_snapshot_to_caffemodel_round_trip_is_bitwise(tmp_path, netdef_cli, monk
 def test_exported_caffemodel_has_caffes_layout(tmp_path, netdef_cli):
     """Layer for layer what Caffe's own LeNet snapshot holds: names, types, bottoms, tops, BlobShapes."""
     model = tmp_path / "lenet.caffemodel"
-    status, _, err = netdef_cli("export", lenet_net(tmp_path), "--weights", CAFFEMODEL, "-o", model)
+    status, _, err = netdef_cli("export", LENET, "--weights", CAFFEMODEL, "-o", model)
     assert status == 0, err
     ours = proto.parse("NetParameter", model.read_bytes())
     caffes = proto.parse("NetParameter", CAFFEMODEL.read_bytes())
@@ -188,14 +177,14 @@ def test_v1_caffemodel_with_legacy_blob_shapes(tmp_path, netdef_cli):
             v1.blobs.add(num=dims[0], channels=dims[1], height=dims[2], width=dims[3], data=blob.data)
     model = tmp_path / "v1.caffemodel"
     model.write_bytes(legacy.SerializeToString())
-    status, out, err = netdef_cli("test", "--model", lenet_net(tmp_path), "--weights", model, "--iterations", 10)
+    status, out, err = netdef_cli("test", "--model", LENET, "--weights", model, "--iterations", 10)
     assert status == 0, err
     assert "\naccuracy = 0.962\n" in out and "\nloss = 0.148251 " in out
 
 
 def test_train_weights_from_a_caffemodel_reports_the_table(tmp_path, netdef_cli, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=1, test_interval=0, display=1, snapshot=0)
+    solver = caffe_solver(tmp_path, max_iter=1, test_interval=0, display=1, snapshot=0)
     status, out, err = netdef_cli("train", solver, "--weights", CAFFEMODEL)
     assert status == 0, err
     assert f"Copying weights from {CAFFEMODEL}" in out
@@ -203,15 +192,9 @@ def test_train_weights_from_a_caffemodel_reports_the_table(tmp_path, netdef_cli,
 
 
 def test_caffemodel_of_another_net_is_a_table_not_a_crash(tmp_path, netdef_cli):
-    net = load_prototxt(FIXTURES / "lenet_train_test.prototxt")
-    for layer in net["layers"]:
-        if "data_param" in layer:
-            layer["data_param"]["source"] = str(FIXTURES / layer["data_param"]["source"])
-        if layer["name"] == "ip1":
-            layer["inner_product_param"]["num_output"] = 300
-            layer["name"] = "fc1"
-    path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(net, sort_keys=False))
+    text = LENET.read_text().replace('name: "ip1"', 'name: "fc1"').replace("num_output: 500", "num_output: 300")
+    path = tmp_path / "changed.prototxt"
+    path.write_text(text.replace('source: "', f'source: "{FIXTURES}/'))
     status, _, err = netdef_cli("test", "--model", path, "--weights", CAFFEMODEL, "--iterations", 1)
     assert status == 2 and "2 layer(s) would be scored with their fillers: fc1, ip2" in err
     assert re.search(r"ip1 +0 +not in net +500x800", err)  # blob 0 of a layer this net lacks
@@ -222,12 +205,12 @@ def test_caffemodel_of_another_net_is_a_table_not_a_crash(tmp_path, netdef_cli):
 def test_truncated_caffemodel_names_the_file(tmp_path, netdef_cli, size):
     damaged = tmp_path / "cut.caffemodel"
     damaged.write_bytes(CAFFEMODEL.read_bytes()[:size])
-    status, _, err = netdef_cli("test", "--model", lenet_net(tmp_path), "--weights", damaged, "--iterations", 1)
+    status, _, err = netdef_cli("test", "--model", LENET, "--weights", damaged, "--iterations", 1)
     assert status == 2 and f"{damaged} is {'empty' if size == 0 else 'damaged'}" in err
 
 
 def test_truncated_solverstate_and_missing_learned_net(tmp_path, netdef_subprocess):
-    solver = lenet_solver(tmp_path, lenet_net(tmp_path), max_iter=1001)
+    solver = caffe_solver(tmp_path, max_iter=1001)
     cut = tmp_path / "cut.solverstate"
     cut.write_bytes(SOLVERSTATE.read_bytes()[:3000])
     run = netdef_subprocess("train", solver, "--snapshot", cut, cwd=tmp_path)
