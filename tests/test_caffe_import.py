@@ -405,3 +405,42 @@ def test_caffes_lenet_solver_trains_as_it_is(tmp_path, netdef_cli):
     assert status == 0, err
     log = out + err
     assert "Iteration 20" in log and "Test net output" in log
+
+
+STAGED = """base_lr: 0.1
+max_iter: 2
+test_interval: 2
+test_iter: 1
+test_iter: 1
+test_state { stage: "on-train" }
+test_state { stage: "on-test" }
+train_state { stage: "big" }
+snapshot_prefix: "staged"
+net_param {
+  layer { name: "data" type: "DummyData" top: "x" top: "y" include { phase: TRAIN stage: "big" }
+    dummy_data_param { shape { dim: 4 dim: 6 } shape { dim: 4 dim: 2 } } }
+  layer { name: "data" type: "DummyData" top: "x" top: "y" include { phase: TEST stage: "on-train" }
+    dummy_data_param { shape { dim: 3 dim: 6 } shape { dim: 3 dim: 2 } } }
+  layer { name: "data" type: "DummyData" top: "x" top: "y" include { phase: TEST stage: "on-test" }
+    dummy_data_param { shape { dim: 5 dim: 6 } shape { dim: 5 dim: 2 } } }
+  layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc" inner_product_param { num_output: 2 } }
+  layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "y" top: "loss" }
+}
+"""
+
+
+def test_train_state_test_state_and_weights_of_a_solver_are_used(tmp_path, netdef_cli):
+    """Caffe's lenet_consolidated_solver form: each test net in its own stage, the TRAIN net in train_state's;
+    then the solver's `weights` start a second run."""
+    solver = _write(tmp_path, "staged.prototxt", STAGED)
+    status, out, err = netdef_cli("train", solver)
+    assert status == 0, err
+    log = out + err
+    assert "Test net output #0: loss" in log and log.count("Testing net") >= 2, log
+    wrong = _write(tmp_path, "wrong.prototxt", STAGED.replace('test_state { stage: "on-test" }\n', ""))
+    status, _, err = netdef_cli("check", wrong)
+    assert status == 2 and "give one 'test_state' per test net, or none" in err
+    snapshot = next(tmp_path.glob("staged_iter_2*"))
+    again = _write(tmp_path, "again.prototxt", STAGED.replace('"staged"', '"again"') + f'weights: "{snapshot.name}"\n')
+    status, out, err = netdef_cli("train", again)
+    assert status == 0 and f"Copying weights from {tmp_path / snapshot.name}" in out + err, out + err

@@ -104,14 +104,15 @@ def _train(args) -> int:
                      "(using the command line's)")
         config = config.replace(device=args.device)
     with session(config.device, args.collective_timeout) as world:
-        solver = Solver(config, level=args.level, stages=tuple(args.stage), notes=notes,
+        solver = Solver(config, **config.train_net_state(args.level, args.stage), notes=notes,
                         max_memory=max_memory(args), signals=SignalActions(args.sigint_effect, args.sighup_effect),
                         world=world)
         if args.snapshot:
             solver.restore(args.snapshot)
             check_later_snapshots(solver.prefix, solver.iter, args.overwrite, config.pos("snapshot_prefix"),
                                   solver.notes)
-        elif args.weights:
-            solver.fine_tune(args.weights)
+        else:  # --weights, or the solver's own `weights` (Caffe's SolverParameter.weights), in order
+            for weights in [args.weights] if args.weights else [config.resolve(w) for w in config.weights]:
+                solver.fine_tune(weights)
         solver.solve()
     return 0

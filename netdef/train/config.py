@@ -162,6 +162,16 @@ class _SolverConfigMethods:
         """Caffe's InitTestNets: one net per test_net file, then one instance of `net` per further test_iter."""
         return list(self.test_net) + [self.net] * (len(self.test_iter) - len(self.test_net))
 
+    def test_states(self) -> list:
+        """The level and stages of each test net (`test_state`, one per test net, or none)."""
+        states = self.test_state or [{"level": 0, "stage": ()}] * len(self.test_nets())
+        return [{"level": state["level"], "stages": tuple(state["stage"])} for state in states]
+
+    def train_net_state(self, level: int = 0, stages=()) -> dict:
+        """The TRAIN net's level and stages: `train_state`, a command line's --level (when not 0) replacing its
+        level and its --stage values added to its stages, as `caffe train` does."""
+        return {"level": level or self.train_state["level"], "stages": tuple(self.train_state["stage"]) + tuple(stages)}
+
 
 SolverConfig = dataclasses.make_dataclass(
     "SolverConfig",
@@ -192,10 +202,18 @@ def _test_iter_problems(config) -> list:
     return []
 
 
+def _test_state_problems(config) -> list:
+    if config.test_state and len(config.test_state) != len(config.test_nets()):
+        return [(("test_state",), "give one 'test_state' per test net, or none", f"{len(config.test_nets())}",
+                 str(len(config.test_state)))]
+    return []
+
+
 def check_solver(config):
     """`config` if its fields fit together (the lr policy's fields, the update rule's values, the nets and
     their test_iter); otherwise NetdefError with every problem at its field's position."""
-    found = policy_problems(config) + _net_problems(config) + rule_problems(config) + _test_iter_problems(config)
+    found = policy_problems(config) + _net_problems(config) + rule_problems(config) + _test_iter_problems(config) \
+        + _test_state_problems(config)
     if found:
         raise NetdefError([Problem(message, config.pos(*path), expected=expected, found=found)
                            for path, message, expected, found in found])

@@ -109,7 +109,8 @@ class Solver:
         if not self.train.net.loss_weights:
             raise NetdefError(Problem("the TRAIN net has no loss to minimise", config.pos(),
                                       expected="a loss layer (SoftmaxWithLoss, ...) or a top with loss_weight"))
-        self.tests = [phase_net(written, "TEST", share_with=self.train.net) for written in config.test_nets()]
+        self.tests = [phase_net(written, "TEST", share_with=self.train.net, **state)
+                      for written, state in zip(config.test_nets(), config.test_states())]
         self.forward = data_parallel(self.train.net, self.world, self.device)  # what training passes run through
         self.resolved_nets = {}  # net file as written -> its expanded YAML (snapshots and the run folder)
         for net in [self.train] + self.tests:
