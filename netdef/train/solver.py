@@ -65,6 +65,9 @@ class _QuietLog(Log):
     def record(self, text: str) -> None:
         pass
 
+    def keep_in(self, path) -> None:
+        pass
+
     @contextlib.contextmanager
     def progress(self, total: int, initial: int):
         yield None
@@ -153,6 +156,7 @@ class Solver:
         positions, loss window). Differences between its configuration and the current files are listed;
         the current files are used."""
         self.log(f"Restoring previous solver status from {path}")
+        self.run_folder.resume_from(path)
         from ..caffe.solverstate import is_solverstate, restore_solverstate
         if is_solverstate(path):  # Caffe's own: iteration, history and its learned_net weights
             return restore_solverstate(self.train, self.state, path, self.log)
@@ -267,11 +271,11 @@ class Solver:
             for line in setup_lines(phase_net.info):
                 self.log(line)
             self.log("Network initialization done.")
-        epoch = epoch_line(self.train.feed, config.iter_size)
+        epoch = epoch_line(self.train.feed, config.iter_size * self.world.size)
         if epoch:
             self.log(epoch)
         folder = self.run_folder.path
-        self.log(f"Run folder {folder} (tensorboard --logdir {folder.parent})")
+        self.log(f"Run folder {folder} (tensorboard --logdir {folder.parent} shows every run of this solver)")
 
     def _finish(self):
         config = self.config
