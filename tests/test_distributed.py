@@ -104,7 +104,7 @@ def test_two_ranks_at_batch_32_train_as_one_process_at_batch_64(runs):
 def test_only_rank_0_logs_and_writes_snapshots_and_events(runs):
     folder, one, two = runs
     assert sorted(p.name for p in (folder / "two").iterdir()) == ["lenet_iter_20.pt", "lenet_iter_40.pt"]
-    assert len(list((folder / "two_run").glob("events.out.tfevents.*"))) == 1
+    assert len(list((folder / "two_run").rglob("events.out.tfevents.*"))) == 1
     assert two.count("Optimization Done.") == 1 and two.count("Solving ") == 1
 
 
