@@ -17,7 +17,8 @@ TEST_OUTPUT = re.compile(r"Test net output #\d+: (\w+) = (\S+)")
 
 
 def train_tiny(folder: Path, **solver_fields) -> tuple:
-    """Trains the tiny net for 20 iterations in `folder`; returns (run folder, the terminal log's path)."""
+    """Trains the tiny net for 20 iterations in `folder` (its first run there); returns (run folder, the
+    terminal log's path)."""
     write_tiny_net(folder)
     solver = write_solver(folder, **dict(dict(max_iter=20, snapshot=10, display=5, test_interval=10), **solver_fields))
     result = subprocess.run([sys.executable, "-m", "netdef", "train", str(solver)], cwd=folder, capture_output=True,
@@ -25,7 +26,7 @@ def train_tiny(folder: Path, **solver_fields) -> tuple:
     assert result.returncode == 0, result.stderr
     log = folder / "terminal.log"
     log.write_text(result.stdout)
-    return folder / "runs", log
+    return folder / "runs" / "1", log  # log_dir: runs; the solver's first run
 
 
 def displayed_losses(text: str) -> list:

@@ -110,3 +110,21 @@ def test_bad_requests_are_clear_errors(trained, tmp_path):
     result = subprocess.run([sys.executable, "-m", "netdef", "plot", str(folder), "-o", str(tmp_path / "c.gif")],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "unknown image format" in result.stderr
+
+
+def test_each_run_has_its_folder_and_a_resume_continues_its_own(tmp_path):
+    folder, _ = train_tiny(tmp_path)
+    solver = tmp_path / "solver.yaml"
+    netdef = [sys.executable, "-m", "netdef", "train", str(solver)]
+    resumed = subprocess.run(netdef + ["--snapshot", "snaps/tiny_iter_10.pt", "--overwrite"], cwd=tmp_path,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"Run folder {folder} (" in resumed.stdout
+    fresh = subprocess.run(netdef + ["--overwrite"], cwd=tmp_path, capture_output=True, text=True)
+    assert fresh.returncode == 0, fresh.stderr
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["1", "2"]
+    first = read_run(folder)
+    # the resumed run dropped its folder's points after iteration 10 and wrote them again: each once
+    assert [p.iteration for p in first.series["test/accuracy"]] == [0, 10, 20]
+    assert (folder / "train.log").read_text().count("Restoring previous solver status") == 1
+    assert [p.iteration for p in read_run(tmp_path / "runs" / "2").series["test/accuracy"]] == [0, 10, 20]

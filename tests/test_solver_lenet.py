@@ -29,4 +29,4 @@ def test_lenet_solver_learns_the_bundled_digits_from_any_folder(tmp_path, monkey
     assert len(accuracy) == 2 and accuracy[0] < 0.3  # before the first iteration and after the last
     assert accuracy[-1] >= 0.95
     assert (tmp_path / "clone" / "snapshots" / "lenet_iter_500.pt").is_file()
-    assert (elsewhere / "runs" / "lenet_solver" / "lenet.yaml").is_file()
+    assert (elsewhere / "runs" / "lenet_solver" / "1" / "lenet.yaml").is_file()

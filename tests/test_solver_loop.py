@@ -64,7 +64,7 @@ def test_displayed_loss_is_the_mean_over_average_loss_iterations(tiny):
 def test_tensorboard_events_hold_loss_lr_rate_and_every_test_output(tiny):
     code, _, err = run_netdef("train", write_solver(tiny, max_iter=10, display=5, test_interval=5))
     assert code == 0, err
-    runs = tiny / "runs"
+    runs = tiny / "runs" / "1"  # log_dir: runs, this solver's first run
     assert {"solver.yaml", "tiny.yaml"} <= {p.name for p in runs.iterdir()}
     assert "random_seed: 7" in (runs / "solver.yaml").read_text()
     events = EventAccumulator(str(runs))
@@ -137,7 +137,7 @@ def test_test_nets_from_test_net_files_share_the_trained_weights(tiny):
     assert first and second
     # #1 scores the first 50 digits of the same weights, #0 the first 100: the same data and weights give
     # the same first batch, so both nets really share the trained weights
-    events = EventAccumulator(str(tiny / "runs"))
+    events = EventAccumulator(str(tiny / "runs" / "1"))
     events.Reload()
     assert {"test/accuracy", "test1/accuracy"} <= set(events.Tags()["scalars"])
 

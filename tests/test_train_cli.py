@@ -21,7 +21,7 @@ def test_train_writes_snapshots_and_the_run_folder(tiny, monkeypatch):
                                                       snapshot_prefix=None))
     assert code == 0, err
     assert sorted(p.name for p in tiny.glob("solver_iter_*.pt")) == ["solver_iter_2.pt", "solver_iter_4.pt"]
-    run = tiny / "runs" / "solver"  # the default run folder: runs/<solver stem> in the working folder
+    run = tiny / "runs" / "solver" / "1"  # the default: runs/<solver stem>/<N> in the working folder
     assert (run / "tiny.yaml").read_text().startswith(f"# {tiny / 'tiny.yaml'} with its blocks expanded")
     assert list(run.glob("events.out.tfevents.*"))
     snapshot = torch.load(tiny / "solver_iter_4.pt", weights_only=True)

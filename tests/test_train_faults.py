@@ -77,7 +77,7 @@ def test_net_on_the_command_line_names_the_snapshots_and_the_run_folder(tiny, mo
     assert f"--net: snapshots are {tiny / 'snaps' / 'wide'}_iter_<N>.pt" in out
     assert f"--net: run folder {tiny / 'runs' / 'wide'}" in out
     assert [p.name for p in (tiny / "snaps").iterdir()] == ["wide_iter_1.pt"]
-    assert (tiny / "runs" / "wide" / "wide.yaml").is_file()
+    assert (tiny / "runs" / "wide" / "1" / "wide.yaml").is_file()
     assert run_netdef("train", solver)[0] == 0  # the solver's own net does not collide with it
     assert sorted(p.name for p in (tiny / "snaps").iterdir()) == ["tiny_iter_1.pt", "wide_iter_1.pt"]
 

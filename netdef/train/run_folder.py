@@ -1,25 +1,60 @@
-"""The run folder of `netdef train` (`log_dir`): the solver and its nets as resolved, and TensorBoard events."""
+"""The run folders of `netdef train`: one per run, `<log_dir>/<N>/` (default `runs/<solver stem>/<N>/`),
+holding the solver and its nets as resolved, the whole log (train.log) and the TensorBoard events. A fresh
+run takes the next N; a resumed run continues in the folder of the run that wrote its snapshot."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 LOG_FILE = "train.log"  # the whole log, glog-prefixed (netdef/train/log.py), read by netdef/runs
 
 
 def run_folder_path(config) -> Path:
-    """`log_dir`, relative to the solver file; unset, runs/<solver file stem> in the current folder."""
+    """Where a solver's run folders go: `log_dir`, relative to the solver file; unset, runs/<solver file
+    stem> in the current folder."""
     return config.resolve(config.log_dir) if config.log_dir else Path("runs") / config.path.stem
 
 
-class RunFolder:
-    """`open()` writes solver.yaml (every field with its default, random_seed as used) and each net with its
-    blocks expanded, and opens the TensorBoard writer; `scalar()` adds a point; `close()` closes it. A fresh
-    run supersedes earlier curves in the folder (purge from step 0); a resumed run drops those after its
-    iteration."""
+def numbered_runs(base: Path) -> list:
+    """The run folders under `base` (named 1, 2, ...), in order."""
+    if not base.is_dir():
+        return []
+    return sorted((p for p in base.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+
+def folder_that_wrote(base: Path, snapshot: str) -> Path | None:
+    """The newest run folder under `base` whose log says it wrote a snapshot of that file name."""
+    line = re.compile(rf"\] Snapshotting to (.*[/\\])?{re.escape(snapshot)}( |$)", re.M)
+    for folder in reversed(numbered_runs(base)):
+        log = folder / LOG_FILE
+        if log.is_file() and line.search(log.read_text(encoding="utf-8", errors="replace")):
+            return folder
+    return None
+
+
+class RunFolder:
+    """One run's folder under `base`, chosen when `path` is first read: the next number, or after
+    `resume_from(snapshot)` the folder of the run that wrote it (a new one if none did). `open()` writes
+    solver.yaml (every field with its default, random_seed as used) and each net with its blocks expanded,
+    and opens the TensorBoard writer; `scalar()` adds a point; `close()` closes it. A resumed run drops the
+    folder's points after its iteration."""
+
+    def __init__(self, base: Path):
+        self.base = Path(base)
+        self.resumed_snapshot = None
+        self._path = None
         self.writer = None
+
+    def resume_from(self, snapshot) -> None:
+        self.resumed_snapshot = Path(snapshot).name
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            found = folder_that_wrote(self.base, self.resumed_snapshot) if self.resumed_snapshot else None
+            runs = numbered_runs(self.base)
+            self._path = found or self.base / str(int(runs[-1].name) + 1 if runs else 1)
+        return self._path
 
     @property
     def log_path(self) -> Path:
