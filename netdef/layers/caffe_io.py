@@ -49,8 +49,8 @@ class MemoryData(Layer):
 
 @register
 class WindowData(Layer):
-    """R-CNN's fine-tuning data: windows (boxes) of images listed in a window file (format in the README,
-    section "Window files"), batch_size - int(batch_size x fg_fraction) background windows then foreground
+    """R-CNN's fine-tuning data: windows (boxes) of images listed in a window file (its format:
+    netdef/data/windows.py), batch_size - int(batch_size x fg_fraction) background windows then foreground
     ones per batch, each warped to transform_param.crop_size (with context_pad pixels of context), mirrored
     at random with transform_param.mirror, minus transform_param.mean_value, times scale. Labels: the
     window's class, 0 for background."""

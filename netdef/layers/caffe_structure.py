@@ -109,6 +109,7 @@ class Silence(Layer):
     summary = "swallows its bottoms (no tops)"
     bottoms = (1, None)
     tops = (0, 0)
+    exportable = False  # an ONNX graph of it alone would have no outputs, which onnxruntime refuses
 
     def infer(self, shapes):
         return []
