@@ -462,6 +462,23 @@ def test_memory_data_serves_the_arrays_set_from_python_in_order(tmp_path):
         DataFeed(net.graph("TRAIN"), model.input_names, "TRAIN", 0, "cpu")
 
 
+def test_a_net_fed_from_python_trains_with_netdefs_solver(tmp_path, netdef_cli):
+    """The arrays set from Python feed `netdef train` run in the same process (the CLI's `main`): two
+    separable classes, learnt."""
+    rng = np.random.default_rng(0)
+    target = np.arange(48) % 2
+    data = rng.normal(0, 0.3, (48, 1, 2, 3)) + target.reshape(-1, 1, 1, 1) * 2 - 1
+    set_input_arrays("fed", data, target)
+    memory_net(tmp_path)
+    (tmp_path / "solver.yaml").write_text(yaml.safe_dump({"net": "memory.yaml", "base_lr": 0.1, "lr_policy": "fixed",
+                                                          "display": 5, "max_iter": 30, "random_seed": 1,
+                                                          "snapshot_prefix": str(tmp_path / "snapshots" / "fed")}))
+    status, out, err = netdef_cli("train", tmp_path / "solver.yaml", "--device", "cpu")
+    assert status == 0, err
+    losses = [float(v) for v in re.findall(r"Iteration \d+.*, loss = ([\d.e+-]+)", out + err)]
+    assert len(losses) >= 5 and losses[-1] < 0.3 * losses[0], losses
+
+
 def test_memory_data_without_arrays_is_a_clear_error(tmp_path):
     net = netdef.read_net(memory_net(tmp_path, name="never_fed"))
     model = net.compile("TRAIN")
