@@ -272,7 +272,7 @@ def test_v1_unknown_type_and_v0_nets_are_positioned_errors(tmp_path, netdef_cli)
     assert status == 2 and f"{v0}:2:3: this is Caffe's V0 net format" in err and "upgrade_net_proto_text" in err
 
 
-def test_a_loss_without_top_gets_one_and_blobless_duplicate_names_are_renamed(tmp_path):
+def test_a_loss_without_top_gets_one_and_blobless_duplicate_names_are_renamed(tmp_path, netdef_cli):
     net = tmp_path / "net.prototxt"
     net.write_text('input: "x" input_shape { dim: 4 dim: 6 }\ninput: "y" input_shape { dim: 4 dim: 6 }\n'
                    'layer { name: "loss" type: "EuclideanLoss" bottom: "x" bottom: "y" }\n'
@@ -283,6 +283,8 @@ def test_a_loss_without_top_gets_one_and_blobless_duplicate_names_are_renamed(tm
     assert graph.notes == [f"{net}:4:15: layer name 'loss' is used twice in phase TRAIN (first at line 3), as Caffe "
                            "allows; netdef names this one 'loss_2'"]
     assert graph.outputs == ["loss", "xent"]
+    status, out, _ = netdef_cli("check", net)
+    assert status == 0 and "\n  note: " + graph.notes[0] in out
 
 
 @needs_caffe
@@ -425,6 +427,7 @@ net_param {
     dummy_data_param { shape { dim: 5 dim: 6 } shape { dim: 5 dim: 2 } } }
   layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc" inner_product_param { num_output: 2 } }
   layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "y" top: "loss" }
+  layer { name: "loss" type: "EuclideanLoss" bottom: "fc" bottom: "y" top: "l2" loss_weight: 0 }
 }
 """
 
@@ -436,7 +439,9 @@ def test_train_state_test_state_and_weights_of_a_solver_are_used(tmp_path, netde
     status, out, err = netdef_cli("train", solver)
     assert status == 0, err
     log = out + err
-    assert "Test net output #0: loss" in log and log.count("Testing net") >= 2, log
+    assert "Test net output #0: l2" in log and log.count("Testing net") >= 2, log
+    assert "layer name 'loss' is used twice in phase TRAIN (first at line 18), as Caffe allows; netdef names this " \
+           "one 'loss_2'" in log
     wrong = _write(tmp_path, "wrong.prototxt", STAGED.replace('test_state { stage: "on-test" }\n', ""))
     status, _, err = netdef_cli("check", wrong)
     assert status == 2 and "give one 'test_state' per test net, or none" in err

@@ -57,7 +57,8 @@ def check_net(path, net: Net, limit=None) -> str:
     infos = net_phases(net, limit)
     parts = [f"{info.graph.state.phase}: {len(info.layers)} layers, {info.total_params:,} params, "
              f"{info.total_macs:,} MACs" for info in infos]
-    return f"{path}: ok ({'; '.join(parts)})"
+    notes = dict.fromkeys(f"\n  note: {note}" for info in infos for note in info.graph.notes)
+    return f"{path}: ok ({'; '.join(parts)})" + "".join(notes)
 
 
 def _exists(path) -> bool:

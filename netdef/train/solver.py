@@ -115,6 +115,8 @@ class Solver:
         self.tests = [phase_net(written, "TEST", share_with=self.train.net, **state)
                       for written, state in zip(config.test_nets(), config.test_states())]
         self.forward = data_parallel(self.train.net, self.world, self.device)  # what training passes run through
+        for net in [self.train] + self.tests:  # Caffe's tolerances netdef changed (a renamed duplicate layer name)
+            self.notes += [note for note in net.info.graph.notes if note not in self.notes]
         self.resolved_nets = {}  # net file as written -> its expanded YAML (snapshots and the run folder)
         for net in [self.train] + self.tests:
             self.resolved_nets.setdefault(net.written, net.source.yaml())
