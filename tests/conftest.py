@@ -19,7 +19,7 @@ SHARED = ROOT.parent / "shared"
 # commit to its list.
 SHIPPED_NETS = ["alexnet", "alexnet_1tower", "googlenet", "lenet", "lenet5_1998", "resnet18", "resnet34",
                 "resnet50", "resnet101", "resnet152", "tiny_folder", "vgg11", "vgg11_lrn", "vgg13", "vgg16",
-                "vgg16_c", "vgg19", "mobilenet_v2", "efficientnet_b0", "vit_tiny"]
+                "vgg16_c", "vgg19", "mobilenet_v2", "efficientnet_b0", "vit_tiny", "densenet121"]
 SHIPPED_BLOCK_LIBRARIES = ["imagenet", "resnet", "vgg", "mobile", "vit"]
 SHIPPED_SOLVERS = ["alexnet_solver", "googlenet_solver", "lenet5_1998_solver", "lenet_solver", "resnet_solver",
                    "tiny_folder_solver", "vgg_solver"]

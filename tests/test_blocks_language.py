@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 
 import pytest
+import torch
 
 import netdef
 from conftest import ROOT
@@ -241,3 +242,26 @@ def test_a_rewritten_shipped_net_expands_as_its_committed_version(net, tmp_path)
     (folder / f"old_{net}.yaml").write_text(old)
     assert dump_net(netdef.expand_file(folder / f"old_{net}.yaml")) == \
         dump_net(netdef.expand_file(ROOT / "nets" / f"{net}.yaml"))
+
+
+def test_densenet121_reads_its_transition_widths_and_has_its_published_parameters():
+    """nets/densenet121.yaml types no width past the stem: each transition halves what its dense block made
+    (channels(bottom) // 2), and the total is the published 7,978,856 (torchvision's densenet121)."""
+    path = ROOT / "nets" / "densenet121.yaml"
+    net = netdef.read_net(path)
+    for phase, stages in (("TRAIN", ()), ("TEST", ()), ("TEST", ("deploy",))):
+        info = net.info(phase, stages=stages)
+        assert info.total_params == info.trainable_params == 7_978_856, (phase, stages)
+    info = net.info("TEST")
+    assert [info.row(f"pool{s}/conv").in_shapes[0][1] for s in (2, 3, 4)] == [64 + 6 * 32, 128 + 12 * 32,
+                                                                               256 + 24 * 32]
+    assert [info.row(f"pool{s}/conv").shapes[0][1] for s in (2, 3, 4)] == [128, 256, 512]
+    assert info.blob_shapes["block5"][1] == 512 + 16 * 32
+    assert sum(row.type == "Concat" for row in info.layers) == 6 + 12 + 24 + 16
+    text = path.read_text()
+    assert not any(f"num_output: {width}" in text for width in (128, 256, 512))
+    # It builds and learns: one step at a small input.
+    small = net.compile("TRAIN", input_shapes={"data": (2, 3, 32, 32), "label": (2,)})
+    loss = small(data=torch.randn(2, 3, 32, 32), label=torch.tensor([3, 7]))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and getattr(small, "pool3/conv").weight.grad.abs().sum() > 0
