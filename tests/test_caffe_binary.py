@@ -431,3 +431,26 @@ def test_float_data_records_and_double_blobs(tmp_path):
     blob = proto.message("BlobProto")(double_data=[0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
     blob.shape.dim.extend([2, 3])
     assert torch.equal(blob_tensor(blob, "x", "blob"), torch.tensor([[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]))
+
+
+def test_a_large_lmdb_is_streamed_in_the_in_memory_order(tmp_path, write_yaml, monkeypatch):
+    """An LMDB larger than IN_MEMORY_LIMIT decoded is read by DataLoader workers while the net trains; the
+    batches are the in-memory reader's, shuffle and transforms included."""
+    import netdef.layers.imagedata as imagedata
+    from netdef.data.stream import StreamReader
+    net = write_yaml(f"""
+        name: digits
+        layers:
+          - {{name: data, type: Data, top: [data, label], transform_param: {{scale: 0.00390625, crop_size: 24, mirror: true}},
+              data_param: {{source: {FIXTURES / 'mnist5k_test_lmdb'}, batch_size: 300, backend: LMDB, prefetch: 2}}}}
+          - {{name: ip, type: InnerProduct, bottom: data, top: ip, inner_product_param: {{num_output: 10}}}}
+          - {{name: loss, type: SoftmaxWithLoss, bottom: [ip, label], top: loss}}
+    """)
+    layer = netdef.load_graph(net).layer("data").impl
+    in_memory = layer.reader("TRAIN", 5, "cpu")
+    monkeypatch.setattr(imagedata, "IN_MEMORY_LIMIT", 1000 * 28 * 28 - 1)
+    streamed = layer.reader("TRAIN", 5, "cpu")
+    assert isinstance(streamed, StreamReader) and not isinstance(in_memory, StreamReader)
+    for _ in range(4):  # past the end of the 1,000 records: the next epoch's new order
+        (images, labels), (streamed_images, streamed_labels) = in_memory.next(), streamed.next()
+        assert torch.equal(images, streamed_images) and torch.equal(labels, streamed_labels)

@@ -236,3 +236,82 @@ def _write_file_bytes(path: Path, samples: list, log) -> int:
         writer.close()
     log(f"Processed {writer.count:,} files.")
     return writer.count
+
+
+# ---- streaming: records read by DataLoader workers while the net trains ----
+
+def record_count(backend: str, folder: Path) -> int:
+    """How many records a database holds (LMDB says; LevelDB's keys are counted)."""
+    if backend == "LMDB":
+        import lmdb
+        try:
+            with lmdb.open(str(folder), readonly=True, lock=False, max_readers=1) as env:
+                return env.stat()["entries"]
+        except lmdb.Error as exc:
+            raise DatumError(f"{folder} is not a readable LMDB: {exc}") from None
+    return sum(1 for _ in records(backend, folder))
+
+
+def labels_and_keys(folder: Path):
+    """One pass over an LMDB: (its keys in order, int64 labels); images are not decoded."""
+    import torch
+
+    from ..caffe.proto import message
+    keys, labels, datum = [], [], message("Datum")()
+    for key, value in records("LMDB", folder):
+        try:
+            datum.ParseFromString(value)
+        except Exception:  # upb raises DecodeError, or RuntimeError on some damage
+            raise DatumError(f"{folder}: record '{key.decode('utf-8', 'replace')}' is not a Caffe Datum") from None
+        keys.append(key)
+        labels.append(datum.label)
+    return keys, torch.tensor(labels, dtype=torch.int64)
+
+
+class DatumRecords:
+    """An LMDB's records as a DataLoader dataset: item (index, uint8 C x H x W array or None, error). Each
+    process opens the database itself (an LMDB environment must not cross a fork)."""
+
+    def __init__(self, folder: Path, keys: list, shape: tuple, color=None):
+        self.folder, self.keys, self.shape, self.color = Path(folder), keys, tuple(shape), color
+        self._env, self._pid = None, None
+
+    def __len__(self):
+        return len(self.keys)
+
+    def _transaction(self):
+        import os
+
+        import lmdb
+        if self._pid != os.getpid():
+            self._env = lmdb.open(str(self.folder), readonly=True, lock=False, readahead=False, max_readers=1)
+            self._pid = os.getpid()
+        return self._env.begin(buffers=False)
+
+    def __getitem__(self, index):
+        key = self.keys[index]
+        try:
+            with self._transaction() as transaction:
+                array, _ = decode(transaction.get(key), key, self.folder, self.color)
+        except DatumError as exc:
+            return index, None, str(exc)
+        if array.shape != self.shape:
+            return index, None, (f"{self.folder}: record '{key.decode('utf-8', 'replace')}' is "
+                                 f"{' x '.join(map(str, array.shape))}, the first record "
+                                 f"{' x '.join(map(str, self.shape))}")
+        return index, array, None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_env": None, "_pid": None}
+
+
+class RecordProblems:
+    """What StreamReader names a failing item with: the record's error already says the file and key."""
+
+    def __getitem__(self, index):
+        return self
+
+    @staticmethod
+    def problem(message):
+        from ..errors import Problem
+        return Problem(message)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..fields import Bool, Enum, Float, Int, Str
 from ..data.cifar import BACKENDS as CIFAR_BACKENDS
 from .augmentation import AUGMENT_FIELDS, check_augment
-from .base import DATA, Layer, ShapeError, register
+from .base import DATA, Layer, ShapeError, numel, register
 
 TRANSFORM_FIELDS = {
     "scale": Float(1.0, "multiply pixels by this after mean subtraction (MNIST: 0.00390625)"),
@@ -82,25 +82,48 @@ class DatumBackend:
     def __init__(self, folder: Path, split: str, color=None):
         self.folder, self.color = folder, color
 
-    def _read(self, what):
+    def _read(self, what, *args):
         from ..data.datum import DatumError
         try:
-            return what(self.kind, self.folder, self.color)
+            return what(self.kind, self.folder, *args)
         except DatumError as exc:
             raise ShapeError(str(exc), expected=f"a Caffe {self.kind} of Datum records",
                              path=("data_param", "source")) from None
 
     def sample_shape(self) -> tuple:
         from ..data.datum import sample_shape
-        return self._read(sample_shape)
+        return self._read(sample_shape, self.color)
 
     def load(self):
         from ..data.datum import load
-        return self._read(load)
+        return self._read(load, self.color)
+
+    def streamed(self, limit: int) -> bool:
+        """Whether the records, decoded, would take more than `limit` bytes: then they are streamed."""
+        from ..data.datum import record_count
+        return self._read(record_count) * numel(self.sample_shape()) > limit
+
+    def stream(self, batch_size, *, shuffle, seed, device, transform, n_tops, prefetch):
+        """A StreamReader over the records, read by DataLoader workers in the in-memory reader's order."""
+        from ..data.datum import DatumError, DatumRecords, RecordProblems, labels_and_keys
+        from ..data.images import default_workers
+        from ..data.stream import StreamReader
+        try:
+            keys, labels = labels_and_keys(self.folder)
+        except DatumError as exc:
+            raise ShapeError(str(exc), path=("data_param", "source")) from None
+        dataset = DatumRecords(self.folder, keys, self.sample_shape(), self.color)
+        return StreamReader(dataset, labels, batch_size, shuffle=shuffle, seed=seed, device=device,
+                            transform=transform, workers=default_workers(), samples=RecordProblems(),
+                            n_tops=n_tops, prefetch=max(prefetch, 1))
 
 
 class LevelDbBackend(DatumBackend):
+    """LevelDB allows one process at a time: its records are always read into memory."""
     kind = "LEVELDB"
+
+    def streamed(self, limit: int) -> bool:
+        return False
 
 
 # data_param.backend -> class(folder, split)
@@ -127,7 +150,7 @@ class Data(Layer):
             "split": Str("train", "IDX: file prefix of the split (train or t10k); CIFAR: train or test; "
                                          "LMDB, LEVELDB: not used (one database per split)"),
             "rand_skip": Int(0, "accepted for Caffe compatibility", minimum=0),
-            "prefetch": Int(4, "accepted for Caffe compatibility", minimum=0),
+            "prefetch": Int(4, "batches read ahead when a large LMDB is streamed (Caffe: prefetch queue)", minimum=0),
         },
         "transform_param": {**TRANSFORM_FIELDS, **DATUM_DECODE_FIELDS},
     }
@@ -183,8 +206,16 @@ class Data(Layer):
         return self.backend().load()
 
     def reader(self, phase, seed, device):
-        from ..data.augment import image_reader
-        images, labels = self.load()
+        """In memory, or (an LMDB that decoded would exceed IN_MEMORY_LIMIT) streamed by DataLoader
+        workers, `prefetch` batches ahead, in the order the in-memory reader would serve."""
+        from ..data.augment import image_reader, make_transform
+        from .imagedata import IN_MEMORY_LIMIT
+        backend, transform_param = self.backend(), self.params["transform_param"]
+        if isinstance(backend, DatumBackend) and backend.streamed(IN_MEMORY_LIMIT):
+            transform = make_transform(transform_param, phase, seed, device, self.spec.base_dir)
+            return backend.stream(self.p["batch_size"], shuffle=phase == "TRAIN", seed=seed, device=device,
+                                  transform=transform, n_tops=len(self.spec.tops), prefetch=self.p["prefetch"])
+        images, labels = backend.load()
         return image_reader(images, labels, len(self.spec.tops), batch_size=self.p["batch_size"],
-                            transform_param=self.params["transform_param"], phase=phase, seed=seed, device=device,
+                            transform_param=transform_param, phase=phase, seed=seed, device=device,
                             base_dir=self.spec.base_dir)
