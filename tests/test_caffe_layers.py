@@ -534,6 +534,18 @@ def test_window_data_warps_background_then_foreground_windows(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(again, reader.next()))  # a resumed run draws the same windows
 
 
+def test_window_data_subtracts_the_central_crop_of_a_mean_file(tmp_path):
+    """As R-CNN's PASCAL fine-tuning net: transform_param's mean_file (an 8 x 8 mean image here), whose
+    central crop_size square is subtracted at each warped pixel's place."""
+    mean = np.arange(3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
+    write_binaryproto(mean, tmp_path / "mean.binaryproto")
+    net = window_net(tmp_path, {"batch_size": 4, "fg_fraction": 0.5}, {"crop_size": 6, "mean_file": "mean.binaryproto"})
+    plain = window_net(tmp_path, {"batch_size": 4, "fg_fraction": 0.5}, {"crop_size": 6})
+    data, _ = net.graph().layer("windows").impl.reader("TRAIN", 3, "cpu").next()
+    unchanged, _ = plain.graph().layer("windows").impl.reader("TRAIN", 3, "cpu").next()  # the same windows drawn
+    np.testing.assert_allclose(data.numpy(), unchanged.numpy() - mean[None, :, 1:7, 1:7])  # mean_off (8 - 6) / 2
+
+
 def test_window_data_context_pad_leaves_the_border_outside_the_image_zero(tmp_path):
     from netdef.data.windows import warp_window
     image = np.full((3, 10, 10), 200, dtype=np.uint8)

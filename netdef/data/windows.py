@@ -15,7 +15,8 @@ Windows whose overlap with a ground-truth box is at least fg_threshold are foreg
 batch holds batch_size - int(batch_size * fg_fraction) background windows, then the foreground ones, each
 drawn uniformly from its list, mirrored at random with `mirror`, cut out (enlarged by context_pad pixels
 of context on each side of the warped crop, or to the tightest square with crop_mode square), warped to
-crop_size x crop_size with bilinear interpolation, then (pixel - mean) * scale; the rest of the crop is 0.
+crop_size x crop_size with bilinear interpolation, then (pixel - mean) * scale (the mean per channel, or a
+mean image's central crop at the pixel's place); the rest of the crop is 0.
 """
 from __future__ import annotations
 
@@ -147,7 +148,10 @@ class WindowReader:
         import torch
         self.windows, self.batch_size, self.crop_size = windows, batch_size, crop_size
         self.context_pad, self.square, self.mirror, self.scale, self.device = context_pad, square, mirror, scale, device
-        self.mean = torch.tensor(mean or [0.0], dtype=torch.float32).reshape(-1, 1, 1)
+        # values per channel, or a mean image's crop (C x crop x crop), read where each window lands
+        mean = torch.as_tensor(np.asarray(mean if mean is not None and len(mean) else [0.0], dtype=np.float32))
+        self.mean_image = mean.dim() == 3
+        self.mean = mean if self.mean_image else mean.reshape(-1, 1, 1)
         self.foreground_count = int(batch_size * fg_fraction)
         self.generator = torch.Generator().manual_seed(seed)
         self.cache: dict = {}
@@ -179,7 +183,8 @@ class WindowReader:
             warped, (top, left) = warp_window(self._image(window.image), window.box, self.crop_size,
                                               self.context_pad, self.square, mirror)
             h, w = warped.shape[1:]
-            data[item, :, top:top + h, left:left + w] = (warped - self.mean) * self.scale
+            mean = self.mean[:, top:top + h, left:left + w] if self.mean_image else self.mean
+            data[item, :, top:top + h, left:left + w] = (warped - mean) * self.scale
             labels[item] = window.label
         return [data.to(self.device), labels.to(self.device)]
 

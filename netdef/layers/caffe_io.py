@@ -52,7 +52,8 @@ class WindowData(Layer):
     """R-CNN's fine-tuning data: windows (boxes) of images listed in a window file (its format:
     netdef/data/windows.py), batch_size - int(batch_size x fg_fraction) background windows then foreground
     ones per batch, each warped to transform_param.crop_size (with context_pad pixels of context), mirrored
-    at random with transform_param.mirror, minus transform_param.mean_value, times scale. Labels: the
+    at random with transform_param.mirror, minus transform_param.mean_value (or the central crop of
+    mean_file, at the pixels the window lands on), times scale. Labels: the
     window's class, 0 for background."""
     summary = "R-CNN windows of images (window file), warped to crop_size"
     blocks = {
@@ -75,6 +76,8 @@ class WindowData(Layer):
             "crop_size": Int(None, "side of the square each window is warped to", required=True, minimum=1),
             "mirror": Bool(False, "mirror each window with probability 1/2"),
             "mean_value": Float(None, "subtracted per channel (one value for all, or one per channel)", repeated=True),
+            "mean_file": Str(None, "mean image (.binaryproto or .npy, relative to this net file) whose central "
+                                   "crop_size square is subtracted"),
         },
     }
     bottoms = (0, 0)
@@ -87,7 +90,10 @@ class WindowData(Layer):
         p = self.p
         if p["crop_mode"] not in ("warp", "square"):
             yield (("window_data_param", "crop_mode"), "unknown crop_mode", "warp or square", p["crop_mode"])
-        crop = self.params["transform_param"]["crop_size"]
+        transform = self.params["transform_param"]
+        if transform["mean_file"] is not None and transform["mean_value"]:
+            yield (("transform_param", "mean_file"), "give 'mean_file' or 'mean_value', not both (as Caffe)", None, None)
+        crop = transform["crop_size"]
         if crop is not None and 2 * p["context_pad"] >= crop:
             yield (("window_data_param", "context_pad"), "'context_pad' leaves no room for the window",
                    f"< {crop / 2:g} (half of crop_size)", str(p["context_pad"]))
@@ -101,8 +107,23 @@ class WindowData(Layer):
             str(source.parent) + "/"
         return read_windows(source, root, self.p["fg_threshold"], self.p["bg_threshold"])
 
+    def mean_crop(self, channels):
+        """The mean image's central crop_size square (Caffe's mean_off), C x crop x crop, or None."""
+        from ..data.mean import load_mean
+        t = self.params["transform_param"]
+        if t["mean_file"] is None:
+            return None
+        mean = load_mean(self.spec.base_dir / t["mean_file"])
+        crop, offset = t["crop_size"], (mean.shape[-1] - t["crop_size"]) // 2  # window_data_layer.cpp: from the width
+        if mean.ndim != 3 or mean.shape[0] != channels or offset < 0 or offset + crop > mean.shape[1]:
+            raise ShapeError("the mean image must have the images' channels and hold a crop_size square at its centre",
+                             expected=f"{channels} x at least {crop} x {crop}", found=f"shape {list(mean.shape)}",
+                             path=("transform_param", "mean_file"))
+        return mean[:, offset:offset + crop, offset:offset + crop]
+
     def infer(self, shapes):
         channels = self.windows().images[0][1][0]
+        self.mean_crop(channels)
         means = self.params["transform_param"]["mean_value"]
         if len(means) > 1 and len(means) != channels:
             raise ShapeError("give one 'mean_value' for all channels or one per channel", found=str(len(means)),
@@ -113,10 +134,12 @@ class WindowData(Layer):
     def reader(self, phase, seed, device):
         from ..data.windows import WindowReader
         p, t = self.p, self.params["transform_param"]
-        return WindowReader(self.windows(), batch_size=p["batch_size"], crop_size=t["crop_size"],
+        windows = self.windows()
+        mean_image = self.mean_crop(windows.images[0][1][0])
+        return WindowReader(windows, batch_size=p["batch_size"], crop_size=t["crop_size"],
                             context_pad=p["context_pad"], square=p["crop_mode"] == "square", mirror=t["mirror"],
-                            fg_fraction=p["fg_fraction"], scale=p["scale"], mean=t["mean_value"], seed=seed,
-                            device=device)
+                            fg_fraction=p["fg_fraction"], scale=p["scale"],
+                            mean=t["mean_value"] if mean_image is None else mean_image, seed=seed, device=device)
 
 
 @register
