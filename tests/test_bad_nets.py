@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 BAD = Path(__file__).resolve().parent / "data" / "bad"
-CASES = sorted(BAD.glob("*.yaml"))
+CASES = sorted([*BAD.glob("*.yaml"), *BAD.glob("*.prototxt")])  # Caffe text-format files too
 EXPECT = re.compile(r"^# expect: (?P<line>\d+):(?P<col>\d+): (?P<text>.+)$")
 VIA = re.compile(r"^# via: (?P<instance>block '[^']+', instance '[^']+') at (?P<line>\d+):(?P<col>\d+)$")
 # One problem as the CLI prints it: FILE:LINE:COL: [layer 'x' (Type): | unnamed layer (Type): ]what ...

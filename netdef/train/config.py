@@ -72,6 +72,8 @@ SOLVER_FIELDS = {
     "random_seed": Int(-1, "seed for weights, data order and dropout (< 0: from the clock)"),
     "device": Str("auto", "auto, cpu, cuda or cuda:N (netdef)"),
     "precision": Enum(["fp32", "bf16", "fp16"], "fp32", "autocast precision of forward passes (netdef)"),
+    "compile": Bool(False, "run the training passes through torch.compile; a net that cannot compile trains "
+                           "eagerly, with a note in the log (netdef)"),
     "log_dir": Str(None, "run folder for TensorBoard events and resolved configs (netdef; default "
                          "runs/<solver name>)"),
     "solver_mode": Enum(["CPU", "GPU"], None, "Caffe's device choice: CPU is device cpu, GPU the GPU (cuda:device_id; "
@@ -242,9 +244,16 @@ def solver_from_yaml(data, source: Source, path=None) -> SolverConfig:
     if problems:
         raise NetdefError(problems)
     values = apply_defaults(SOLVER_FIELDS, data)
-    values.update(_caffe_meanings(data, values, origin))
-    values = {name: _frozen(value) for name, value in values.items()}
-    return check_solver(SolverConfig(**values, path=Path(path if path is not None else source.file), origin=origin))
+    changes, problems = _caffe_meanings(data, values, origin)
+    values = {name: _frozen(value) for name, value in {**values, **changes}.items()}
+    config = SolverConfig(**values, path=Path(path if path is not None else source.file), origin=origin)
+    try:
+        check_solver(config)
+    except NetdefError as exc:
+        problems += exc.problems
+    if problems:
+        raise NetdefError(problems)
+    return config
 
 
 def _inline_nets(data: dict, origin: Origin):
@@ -271,7 +280,7 @@ def _inline_nets(data: dict, origin: Origin):
 
 def _caffe_meanings(data: dict, values: dict, origin: Origin) -> dict:
     """Caffe's own fields as the netdef fields they mean (solver_type -> type, solver_mode/device_id ->
-    device); the ones netdef cannot honour refused with the reason."""
+    device): (changes, problems), the problems refusing what netdef cannot honour, with the reason."""
     changes, problems = {}, []
     if data.get("solver_type") is not None:
         changes["type"] = LEGACY_SOLVER_TYPES[data["solver_type"]]
@@ -284,9 +293,7 @@ def _caffe_meanings(data: dict, values: dict, origin: Origin) -> dict:
     if values["snapshot_diff"]:
         problems.append(Problem("netdef does not write gradients into snapshots (snapshot_diff): a resumed run "
                                 "recomputes them", origin.pos(("snapshot_diff",)), hint="leave snapshot_diff out"))
-    if problems:
-        raise NetdefError(problems)
-    return changes
+    return changes, problems
 
 
 def load_solver(path) -> SolverConfig:
