@@ -49,3 +49,31 @@ def autocast(device: torch.device, precision: str):
 def grad_scaler(device: torch.device, precision: str):
     """fp16 gradients underflow without loss scaling: torch's GradScaler, or None for fp32 and bf16."""
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+class CompiledOrEager:
+    """`compile: true`: the training passes through torch.compile(module), which compiles at the first
+    pass; a net that cannot compile (a layer torch.compile does not support, no C++ compiler for the CPU
+    backend) trains on `module` itself after `note(text)` says why. Keeps DDP's no_sync reachable."""
+
+    def __init__(self, module, note):
+        self.module, self.note = module, note
+        self.compiled = torch.compile(module)
+        self.first = True
+        if hasattr(module, "no_sync"):
+            self.no_sync = module.no_sync
+
+    def __call__(self, **inputs):
+        if self.compiled is None:
+            return self.module(**inputs)
+        if not self.first:
+            return self.compiled(**inputs)
+        self.first = False
+        try:
+            return self.compiled(**inputs)
+        except Exception as exc:  # noqa: BLE001  (any compiler failure: the eager module still trains)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self.note(f"compile: true: torch.compile could not compile this net ({type(exc).__name__}: "
+                      f"{message[:300]}); training runs eagerly")
+            self.compiled = None
+            return self.module(**inputs)

@@ -25,7 +25,7 @@ import torch
 from ..api import read_net
 from ..build import weighted_loss
 from ..errors import NetdefError, Problem
-from .device import autocast, grad_scaler, memory_format, resolve_device
+from .device import CompiledOrEager, autocast, grad_scaler, memory_format, resolve_device
 from .distributed import World, data_parallel, no_sync
 from .evaluate import evaluate
 from .faults import first_non_finite_layer, non_finite, prefix_lock, remove_orphans
@@ -115,6 +115,8 @@ class Solver:
         self.tests = [phase_net(written, "TEST", share_with=self.train.net, **state)
                       for written, state in zip(config.test_nets(), config.test_states())]
         self.forward = data_parallel(self.train.net, self.world, self.device)  # what training passes run through
+        if config.compile:
+            self.forward = CompiledOrEager(self.forward, self.log)
         for net in [self.train] + self.tests:  # Caffe's tolerances netdef changed (a renamed duplicate layer name)
             self.notes += [note for note in net.info.graph.notes if note not in self.notes]
         self.resolved_nets = {}  # net file as written -> its expanded YAML (snapshots and the run folder)
