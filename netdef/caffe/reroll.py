@@ -128,7 +128,9 @@ def _units(layers) -> list:
     cuts = _cuts(layers)
     units, start, bottom = [], 0, None
     for index, alive in cuts + [(len(layers) - 1, None)]:
-        if bottom is not None and alive is not None and index + 1 - start >= MIN_LAYERS:
+        # A side branch (GoogLeNet's auxiliary classifiers) leaves its input alive and makes no top of its own:
+        # a block must produce its ${top}, so it stays as it is.
+        if bottom is not None and alive not in (None, bottom) and index + 1 - start >= MIN_LAYERS:
             units.append(Unit(start, layers[start:index + 1], bottom, alive))
         start, bottom = index + 1, alive
     return units
