@@ -128,6 +128,10 @@ def import_net(message: Message, origin: str, out: Path, source_dir: Path) -> Im
     blocks, entries = reroll(layers)
     if not blocks:
         return Imported(out, flat)
+    try:
+        original = _expanded_layers(flat, out)
+    except NetdefError:  # left for `netdef check` to explain; re-rolling a net that does not validate would hide it
+        return Imported(out, flat, [f"{out}: written flat: the net does not validate (netdef check {out} says why)"])
     comments, position = {}, 0
     for index, entry in enumerate(entries):
         count = entry.get("repeat", 1) * len(blocks[entry["use"]]["layers"]) if "use" in entry else 1
@@ -135,7 +139,7 @@ def import_net(message: Message, origin: str, out: Path, source_dir: Path) -> Im
         position += count
     rolled = _render_net(name, extra, blocks, entries, comments, header, trailer, origin)
     try:
-        same = _expanded_layers(rolled, out) == _expanded_layers(flat, out)
+        same = _expanded_layers(rolled, out) == original
     except NetdefError:
         same = False  # a block that does not expand (a structure reroll misread)
     if not same:
