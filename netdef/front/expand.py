@@ -366,7 +366,7 @@ class _Expander:
         """`shape(blob)`: the blob's shape (batch axis first) as the layers expanded so far make it."""
         if not isinstance(blob, str):
             raise TemplateError(f"shape() and channels() take one blob name, found {show(blob)}")
-        shapes = self.inferred_shapes()
+        shapes = self.inferred_shapes(blob)
         if blob not in shapes:
             hint = did_you_mean(blob, shapes)
             raise TemplateError(f"no layer before this template makes a blob named '{blob}', so its shape is "
@@ -380,11 +380,14 @@ class _Expander:
             raise TemplateError(f"blob '{blob}' has no channel axis (its shape is {shape})")
         return shape[1]
 
-    def inferred_shapes(self) -> dict:
+    def inferred_shapes(self, blob) -> dict:
         """Every blob's shape from the layers so far: TRAIN's, or TEST's for a blob only TEST makes.
-        Inferred again only when layers were added since the last template asked."""
+        Inferred again only when layers added since the last inference write `blob` (a blob's shape does
+        not change when later layers read it), so a block that asks for its bottom's channels many times
+        costs one inference."""
         count, shapes = self._inferred
-        if count != len(self.layers):
+        if count != len(self.layers) and (shapes is None or blob not in shapes or any(
+                blob in as_list(layer.get("top")) for layer in self.layers[count:])):
             shapes = None if self.problems else self.infer_so_far()
             self._inferred = (len(self.layers), shapes)
         if shapes is None:
