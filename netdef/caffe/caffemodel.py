@@ -2,8 +2,9 @@
 
 Reading gives `CaffeBlobs`, the blobs of every layer by layer name (V2 `layer` and legacy V1 `layers`);
 copying them into a compiled net (`keyed`) matches layers by name, as Caffe's CopyTrainedLayersFrom does,
-and a layer's blobs by position in Caffe's blob order, its class's param_names(). Writing (`write_caffemodel`) gives a file Caffe loads: V2 layers with name,
-type, bottoms, tops, phase and blobs with BlobShape.
+and a layer's blobs by position in Caffe's blob order, its class's param_names(). Writing
+(`write_caffemodel`) gives a file Caffe loads: V2 layers with name, type, bottoms, tops, phase and blobs
+with BlobShape.
 """
 from __future__ import annotations
 
@@ -20,11 +21,7 @@ def is_caffemodel(path) -> bool:
 
 
 class CaffeBlobs(dict):
-    """Layer name -> that layer's blobs (float32 tensors, Caffe's order), read from `path`."""
-
-    def __init__(self, blobs: dict, path: Path):
-        super().__init__(blobs)
-        self.path = path
+    """Layer name -> that layer's blobs (float32 tensors, Caffe's order), as a .caffemodel holds them."""
 
     def keyed(self, net, graph=None) -> dict:
         """The blobs named as `net`'s state_dict names them (`<module>.<blob>`), each layer's in Caffe's order:
@@ -93,13 +90,9 @@ def blob_tensor(blob, path, where: str):
     """A BlobProto as a float32 tensor of its shape (BlobShape, or the legacy num/channels/height/width)."""
     import numpy as np
     import torch
-    if blob.HasField("shape"):
-        shape = tuple(blob.shape.dim)
-    else:
-        shape = tuple(d for d in (blob.num, blob.channels, blob.height, blob.width))
-        shape = shape if any(shape) else (0,)
+    shape = tuple(blob.shape.dim) if blob.HasField("shape") else (blob.num, blob.channels, blob.height, blob.width)
     values = blob.double_data if len(blob.double_data) else blob.data
-    count = int(np.prod(shape)) if shape else 1
+    count = int(np.prod(shape))  # () is a scalar: 1
     if len(values) != count:
         raise NetdefError(Problem(f"{path} is damaged: {where} holds {len(values)} values for its shape "
                                   f"{list(shape)} ({count} values)", hint="the file may be truncated; copy it again"))
@@ -123,7 +116,7 @@ def read_caffemodel(path) -> CaffeBlobs:
                                  for k, blob in enumerate(layer.blobs)]
     if not blobs:
         raise _damaged(path, f"none of its {len(layers)} layers holds a blob")
-    return CaffeBlobs(blobs, path)
+    return CaffeBlobs(blobs)
 
 
 def blob_proto(tensor, message):
@@ -145,5 +138,9 @@ def write_caffemodel(graph, net, output) -> None:
         name = module_name(spec.name)
         for blob in order.get(name, ()):
             blob_proto(getattr(modules[name], blob), layer.blobs.add())
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    Path(output).write_bytes(message.SerializeToString())
+    output = Path(output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(message.SerializeToString())
+    except OSError as exc:
+        raise NetdefError(Problem(f"cannot write {output}: {exc.strerror or exc}")) from None
