@@ -30,7 +30,7 @@ gamma: 1e-4
 power: 0.75
 display: 20
 max_iter: {max_iter}
-snapshot: 20
+snapshot: {snapshot}
 snapshot_prefix: {name}/lenet
 log_dir: {name}_run
 random_seed: 5
@@ -50,9 +50,10 @@ def lenet(folder, batch: int, test_batch: int, *, augmented=False):
     return path.name
 
 
-def solver(folder, name: str, net: str, max_iter=40, extra=""):
+def solver(folder, name: str, net: str, max_iter=40, extra="", snapshot=20):
     path = folder / f"{name}.yaml"
-    path.write_text(SOLVER.format(net=net, name=name, max_iter=max_iter, extra=extra), encoding="utf-8")
+    path.write_text(SOLVER.format(net=net, name=name, max_iter=max_iter, extra=extra, snapshot=snapshot),
+                    encoding="utf-8")
     return path
 
 
@@ -172,3 +173,27 @@ def test_a_rank_that_dies_or_hangs_stops_the_other_which_names_it(tmp_path, how)
     assert rank0.returncode == 2, err
     assert "rank 1 of 2 stopped answering" in err and "Traceback" not in err
     assert took < timeout_s + 10  # the collective timeout, the survivors' grace and the exit
+
+
+def test_a_signal_to_one_rank_acts_on_every_rank_at_the_same_iteration(tmp_path):
+    """SIGHUP to rank 1 alone: rank 0 writes the snapshot, both train on; SIGINT to rank 0 alone: both stop
+    after the closing snapshot, exit 0, and no rank hangs."""
+    path = solver(tmp_path, "signals", lenet(tmp_path, 32, 50), max_iter=100000, snapshot=0)
+    rank0, rank1 = start_ranks(tmp_path, path, 60)
+    try:
+        wait_for_training(rank0)
+        rank1.send_signal(signal.SIGHUP)
+        wait_for_training(rank0, "(requested by a signal)")
+        wait_for_training(rank0, ", lr = ")  # trains on after it
+        rank0.send_signal(signal.SIGINT)
+        out, err = rank0.communicate(timeout=60)
+        rank1.communicate(timeout=30)
+    finally:
+        for process in (rank0, rank1):
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert rank0.returncode == 0 and rank1.returncode == 0, err
+    assert "Optimization stopped early." in out
+    written = sorted(p.name for p in (tmp_path / "signals").iterdir())
+    assert len(written) == 2, written  # the signal's and the closing snapshot, by rank 0 alone
