@@ -221,3 +221,15 @@ def test_an_installed_plugin_is_a_type_of_the_schema_and_needs_no_plugins_line(t
     assert re.search(r"^axpy +Axpy +2x4x3x3 ", out, re.M), out
     # Without the distribution, the same net does not know the type.
     assert netdef_run("check", net)[0] == 2
+
+
+def test_a_plugin_layer_exports_to_onnx_and_runs_in_onnxruntime(folder, netdef_cli, registry):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    net = se_net(folder, "{name: axpy, type: Axpy, bottom: [gate, conv, data], top: out}")
+    code, out, err = netdef_cli("export", net, "-o", folder / "se.onnx")
+    assert code == 0, err
+    data = torch.randn(2, 4, 3, 3)
+    expected = netdef.load_net(net, phase="TEST")(data=data)["out"].detach().numpy()
+    session = onnxruntime.InferenceSession(str(folder / "se.onnx"))
+    (got,) = session.run(None, {session.get_inputs()[0].name: data.numpy()})
+    assert abs(got - expected).max() < 1e-5

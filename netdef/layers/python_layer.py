@@ -44,6 +44,7 @@ class Python(Layer):
             self.inner, self.refused = self._inner_layer(spec), None
         except _Refused as exc:
             self.inner, self.refused = None, exc.args
+        self.exportable = self.inner is not None and self.inner.exportable  # the class's, read per layer
 
     def _inner_layer(self, spec) -> Layer:
         cls = self._layer_class(spec)
@@ -109,6 +110,9 @@ class Python(Layer):
             yield (("python_param", "param_str"), f"param_str: {problem.message}", problem.expected, problem.found)
 
     # ---- everything else is the class's ----
+    def tops_may_be_unread(self) -> bool:
+        return self.inner is None or self.inner.tops_may_be_unread()
+
     def infer(self, shapes):
         return self.inner.infer(shapes)
 
