@@ -233,3 +233,13 @@ def test_a_plugin_layer_exports_to_onnx_and_runs_in_onnxruntime(folder, netdef_c
     session = onnxruntime.InferenceSession(str(folder / "se.onnx"))
     (got,) = session.run(None, {session.get_inputs()[0].name: data.numpy()})
     assert abs(got - expected).max() < 1e-5
+
+
+def test_netdef_expand_keeps_the_plugins_line(folder, netdef_cli, registry):
+    net = se_net(folder, "{name: axpy, type: Axpy, bottom: [gate, conv, data], top: out}")
+    code, out, err = netdef_cli("expand", net, "-o", folder / "flat.yaml")
+    assert code == 0, err
+    flat = yaml.safe_load((folder / "flat.yaml").read_text())
+    assert flat["plugins"] == ["axpy"] and flat["layers"][-1]["type"] == "Axpy"
+    code, out, err = netdef_cli("check", folder / "flat.yaml")
+    assert code == 0, err

@@ -17,7 +17,7 @@ import copy
 import json
 import operator
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -224,16 +224,19 @@ def _block(name, body, source) -> Block:
 
 @dataclass
 class ExpandedNet:
-    """The flat net: layer dicts (as Caffe would see them), each with its Origin."""
+    """The flat net: layer dicts (as Caffe would see them), each with its Origin, and the plugin modules its
+    files named (their layer types are needed to read it again)."""
     name: str
     layers: list
     origins: list
+    plugins: list = field(default_factory=list)
 
     def to_yaml_data(self) -> dict:
-        return {"name": self.name, "layers": self.layers}
+        return {"name": self.name, **({"plugins": self.plugins} if self.plugins else {}), "layers": self.layers}
 
 
-def _load_blocks(data, source: Source, file: Path, seen: set, problems: list, root: Path | None) -> dict:
+def _load_blocks(data, source: Source, file: Path, seen: set, problems: list, root: Path | None,
+                 plugins: list) -> dict:
     """The blocks of a file and of the files it imports. With a `root`, an imported file must lie inside
     that folder: a net file handed to netdef cannot make it read (and quote) files elsewhere."""
     blocks = {}
@@ -249,7 +252,7 @@ def _load_blocks(data, source: Source, file: Path, seen: set, problems: list, ro
         seen.add(path)
         try:
             other, other_source = load_yaml(path)
-            load_plugins(other, other_source)
+            plugins += load_plugins(other, other_source)
             validate_document(other, other_source)
         except NetdefError as exc:
             if not path.exists():
@@ -257,7 +260,7 @@ def _load_blocks(data, source: Source, file: Path, seen: set, problems: list, ro
                 continue
             problems.extend(exc.problems)
             continue
-        for name, block in _load_blocks(other, other_source, path, seen, problems, root).items():
+        for name, block in _load_blocks(other, other_source, path, seen, problems, root, plugins).items():
             blocks.setdefault(name, block)
     for name, body in (data.get("blocks") or {}).items():
         if name in blocks and blocks[name].source is not source:
@@ -570,7 +573,7 @@ def _shown_name(entry, scope):
         return entry.get("name")
 
 
-def load_plugins(data, source: Source) -> None:
+def load_plugins(data, source: Source) -> list:
     """Import the modules a net file names under `plugins:` (its folder first, then sys.path), so that their
     layer types are known when its layers are validated. The only code a net file runs is what it names here
     (or in a Python layer's python_param.module)."""
@@ -583,18 +586,19 @@ def load_plugins(data, source: Source) -> None:
             problems.append(Problem(exc.message, source.pos(("plugins", index)), hint=exc.hint))
     if problems:
         raise NetdefError(problems)
+    return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
 def expand(data, source: Source) -> ExpandedNet:
     """Validate a loaded net file and expand its blocks; raises NetdefError with every problem."""
-    load_plugins(data, source)
+    plugins = load_plugins(data, source)
     validate_document(data, source)
     problems = []
     if "layers" not in data:
         problems.append(Problem("a net file needs a 'layers' list", source.pos(()), expected="'layers:'"))
     file = Path(source.file)
     root = None if data.get("allow_outside_root") else file.resolve().parent
-    blocks = _load_blocks(data, source, file, {file.resolve()}, problems, root)
+    blocks = _load_blocks(data, source, file, {file.resolve()}, problems, root, plugins)
     if problems:
         raise NetdefError(problems)  # instances of blocks that failed to load would only add noise
     name = str(data.get("name", file.stem))
@@ -606,7 +610,7 @@ def expand(data, source: Source) -> ExpandedNet:
     problems += expander.problems or expander.misread_last_tops()
     if problems:
         raise NetdefError(problems)
-    return ExpandedNet(name, expander.layers, expander.origins)
+    return ExpandedNet(name, expander.layers, expander.origins, list(dict.fromkeys(plugins)))
 
 
 def dump_net(expanded: ExpandedNet) -> str:
