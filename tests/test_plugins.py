@@ -243,3 +243,20 @@ def test_netdef_expand_keeps_the_plugins_line(folder, netdef_cli, registry):
     assert flat["plugins"] == ["axpy"] and flat["layers"][-1]["type"] == "Axpy"
     code, out, err = netdef_cli("check", folder / "flat.yaml")
     assert code == 0, err
+
+
+def test_param_str_must_be_a_yaml_mapping_of_the_class_s_fields(folder, netdef_cli, registry):
+    write(folder / "shift.py", SHIFT)
+    path = write(folder / "net.yaml", """\
+        name: param_str
+        layers:
+          - {name: data, type: Input, top: data, input_param: {shape: {dim: [2, 4, 3, 3]}}}
+          - {name: a, type: Python, bottom: [data, data, data], top: a, python_param: {module: axpy, layer: Axpy, param_str: "x: 1"}}
+          - {name: b, type: Python, bottom: data, top: b, python_param: {module: shift, layer: Shift, param_str: "[1, 2]"}}
+          - {name: c, type: Python, bottom: data, top: c, python_param: {module: shift, layer: Shift, param_str: "shift: {"}}
+        """)
+    code, _, err = netdef_cli("check", path)
+    assert code == 2
+    assert f"{path}:4:118: layer 'a' (Python): Axpy has no parameters (expected an empty param_str, found x: 1)" in err
+    assert f"{path}:5:106: layer 'b' (Python): param_str must be a mapping" in err
+    assert f"{path}:6:106: layer 'c' (Python): param_str is not valid YAML" in err

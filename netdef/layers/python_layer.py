@@ -48,9 +48,9 @@ class Python(Layer):
 
     def _inner_layer(self, spec) -> Layer:
         cls = self._layer_class(spec)
-        blocks = self._param_blocks(cls)
-        params = {key: apply_defaults(fields, blocks.get(key) or {}) for key, fields in cls.blocks.items()}
-        return cls(dataclasses.replace(spec, params=params, raw={**spec.raw, **blocks}))
+        self.param_blocks = self._param_blocks(cls)
+        params = {key: apply_defaults(fields, self.param_blocks.get(key) or {}) for key, fields in cls.blocks.items()}
+        return cls(dataclasses.replace(spec, params=params, raw={**spec.raw, **self.param_blocks}))
 
     def _layer_class(self, spec):
         module_name, class_name = self.p["module"], self.p["layer"]
@@ -79,6 +79,9 @@ class Python(Layer):
         if not isinstance(given, dict):
             raise _Refused(("python_param", "param_str"), "param_str must be a mapping",
                            "a YAML mapping of the layer's fields", repr(given))
+        if not cls.blocks and given:
+            raise _Refused(("python_param", "param_str"), f"{cls.__name__} has no parameters",
+                           "an empty param_str", text)
         return {next(iter(cls.blocks)): given} if len(cls.blocks) == 1 else given
 
     # ---- validation: the class's fields and counts, with the built-in types' messages ----
@@ -102,8 +105,7 @@ class Python(Layer):
         from ..front.schema import layer_schema
         from ..front.validate import schema_problems
         cls = type(self.inner)
-        given = {"name": self.spec.name, "type": cls.__name__,
-                 **{key: self.inner.spec.raw[key] for key in cls.blocks if key in self.inner.spec.raw}}
+        given = {"name": self.spec.name, "type": cls.__name__, **self.param_blocks}
         origin = Origin(self.spec.origin.source, self.spec.origin.path + ("python_param", "param_str"))
         validator = Draft202012Validator(layer_schema(cls))
         for problem in schema_problems(validator, given, origin, layer_type=cls.__name__):
