@@ -66,7 +66,7 @@ def test_unknown_key_suggestions_consider_every_key_of_the_layer_type():
 
 def test_parameter_block_of_another_layer_type_names_its_owners():
     problem = only(layer("{name: p, type: Pooling, convolution_param: {kernel_size: 2}}"))
-    assert problem.hint == ("'convolution_param' is for Convolution, Deconvolution layers; "
+    assert problem.hint == ("'convolution_param' is for Convolution, Deconvolution, Im2col layers; "
                             "a Pooling layer takes 'pooling_param'")
     problem = only(layer("{name: r, type: Split, relu_param: {}}"))
     assert problem.hint.endswith("a Split layer takes no parameter block")
