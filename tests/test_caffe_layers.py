@@ -462,9 +462,10 @@ def test_memory_data_serves_the_arrays_set_from_python_in_order(tmp_path):
         DataFeed(net.graph("TRAIN"), model.input_names, "TRAIN", 0, "cpu")
 
 
-def test_a_net_fed_from_python_trains_with_netdefs_solver(tmp_path, netdef_cli):
+def test_a_net_fed_from_python_trains_with_netdefs_solver(tmp_path, netdef_cli, monkeypatch):
     """The arrays set from Python feed `netdef train` run in the same process (the CLI's `main`): two
     separable classes, learnt."""
+    monkeypatch.chdir(tmp_path)  # the run folder (runs/solver) goes where the command runs
     rng = np.random.default_rng(0)
     target = np.arange(48) % 2
     data = rng.normal(0, 0.3, (48, 1, 2, 3)) + target.reshape(-1, 1, 1, 1) * 2 - 1
