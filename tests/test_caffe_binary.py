@@ -245,23 +245,25 @@ def convert_imageset(*args):
                           capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("encoded", [False, True])
-def test_convert_imageset_writes_an_lmdb_the_data_layer_reads(tmp_path, encoded):
+@pytest.mark.parametrize("backend, encoded", [("lmdb", False), ("lmdb", True), ("leveldb", False)])
+def test_convert_imageset_writes_a_database_the_data_layer_reads(tmp_path, backend, encoded):
     from netdef.data.datum import load, records
     list_file, images, labels = digit_images(tmp_path)
-    output = tmp_path / "digits_lmdb"
-    run = convert_imageset(list_file, output, "--backend", "lmdb", "--gray", *(["--encoded"] if encoded else []))
+    output, kind = tmp_path / f"digits_{backend}", backend.upper()
+    run = convert_imageset(list_file, output, "--backend", backend, "--gray", *(["--encoded"] if encoded else []))
     assert run.returncode == 0, run.stderr
-    keys = [key for key, _ in records("LMDB", output)]
+    keys = [key for key, _ in records(kind, output)]
     assert keys[:2] == [b"00000000_d0.png", b"00000001_d1.png"]
-    datum = proto.parse("Datum", dict(records("LMDB", output))[b"00000003_d3.png"])
+    datum = proto.parse("Datum", dict(records(kind, output))[b"00000003_d3.png"])
     assert datum.encoded == encoded and datum.label == int(labels[3])
     if encoded:
         assert datum.data == (list_file.parent / "d3.png").read_bytes()  # the file as it is, as Caffe stores it
     else:
         assert (datum.channels, datum.height, datum.width) == (1, 28, 28)
-    stored, stored_labels = load("LMDB", output)
+    stored, stored_labels = load(kind, output)
     assert torch.equal(stored, images) and torch.equal(stored_labels, labels)
+    again = convert_imageset(list_file, output, "--backend", backend)
+    assert again.returncode == 2 and f"{output} exists" in again.stderr
 
 
 def test_convert_imageset_shuffle_and_resize(tmp_path):

@@ -3,7 +3,7 @@
     python tools/convert_imageset.py LIST_OR_FOLDER OUT.h5 [--root_folder DIR]
                                      [--resize_height H --resize_width W | --resize_shorter S]
                                      [--gray] [--rgb] [--skip_bad] [--workers N] [--shuffle]
-    python tools/convert_imageset.py LIST_OR_FOLDER OUT_lmdb --backend lmdb [--encoded [--encode_type png]]
+    python tools/convert_imageset.py LIST_OR_FOLDER OUT_lmdb --backend lmdb|leveldb [--encoded [--encode_type png]]
                                      [--resize_height H --resize_width W] [--gray] [--shuffle]
 
 SOURCE is a Caffe list file (`path label` per line; paths relative to --root_folder, default the list's
@@ -12,10 +12,10 @@ the shorter side to S keeping the central S x S square), and stored as uint8 C x
 datasets `data` (N x C x H x W, contiguous) and `label` (N). An ImageData layer reads the file with
 `image_data_param: {source: OUT.h5}`: later epochs decode nothing, they copy bytes out of the page cache.
 
-`--backend lmdb` writes Caffe's own format instead, as its convert_imageset does: an LMDB folder of Datum
-records keyed `<line, 8 digits>_<file name>`, raw uint8 C x H x W in B, G, R order, or with `--encoded` the
+`--backend lmdb` (or `leveldb`) writes Caffe's own format instead, as its convert_imageset does: a database
+folder of Datum records keyed `<line, 8 digits>_<file name>`, raw uint8 C x H x W in B, G, R order, or with `--encoded` the
 image files themselves (re-encoded as --encode_type, default PNG, when resized or made gray). A Data layer
-reads it with `data_param: {source: OUT_lmdb, backend: LMDB}`, and so does Caffe. `--shuffle` shuffles the
+reads it with `data_param: {source: OUT_lmdb, backend: LMDB}` (or LEVELDB), and so does Caffe. `--shuffle` shuffles the
 list first (seeded: the same order every run).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from netdef.errors import NetdefError  # noqa: E402
-from netdef.data.datum import write_lmdb  # noqa: E402
+from netdef.data.datum import write_database  # noqa: E402
 from netdef.data.images import (Geometry, default_workers, folder_samples, image_size, missing_files,  # noqa: E402
                            read_list, skipped_warning, write_packed)
 
@@ -45,12 +45,12 @@ def source_samples(source: Path, root_folder: str | None) -> tuple:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="list file or folder of class folders")
-    parser.add_argument("output", type=Path, help="packed file to write (.h5), or the LMDB folder (--backend lmdb)")
-    parser.add_argument("--backend", choices=("h5", "lmdb"), default="h5",
-                        help="h5: netdef's packed file (default); lmdb: Caffe's database of Datum records")
-    parser.add_argument("--encoded", action="store_true", help="lmdb: store the image files, not raw pixels")
+    parser.add_argument("output", type=Path, help="packed file to write (.h5), or the database folder (lmdb, leveldb)")
+    parser.add_argument("--backend", choices=("h5", "lmdb", "leveldb"), default="h5",
+                        help="h5: netdef's packed file (default); lmdb, leveldb: Caffe's databases of Datum records")
+    parser.add_argument("--encoded", action="store_true", help="lmdb, leveldb: store the image files, not raw pixels")
     parser.add_argument("--encode_type", default="", choices=("", "png", "jpg"),
-                        help="lmdb --encoded: re-encode every image in this format (default: keep the files)")
+                        help="with --encoded: re-encode every image in this format (default: keep the files)")
     parser.add_argument("--shuffle", action="store_true", help="shuffle the list before writing (seeded)")
     parser.add_argument("--root_folder", help="folder the list's paths are relative to (default: the list's folder)")
     parser.add_argument("--resize_height", type=int, default=0)
@@ -78,9 +78,9 @@ def main(argv=None) -> int:
         shape = (geometry.channels,) + geometry.stored_size(width, height)
         start = time.perf_counter()
         log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-        if args.backend == "lmdb":
-            count = write_lmdb(args.output, samples, geometry, shape, encoded=args.encoded,
-                               encode_type=args.encode_type, workers=args.workers, log=log)
+        if args.backend != "h5":
+            count = write_database(args.output, samples, geometry, shape, backend=args.backend,
+                                   encoded=args.encoded, encode_type=args.encode_type, workers=args.workers, log=log)
         else:
             count = write_packed(args.output, samples, geometry, shape, classes=classes, workers=args.workers,
                                  skip_bad=args.skip_bad, log=log)

@@ -183,6 +183,34 @@ class _LmdbWriter:
         self.env.close()
 
 
+class _LevelDbWriter:
+    """Records put in write batches of `per_commit`, as convert_imageset's LevelDB transactions."""
+    per_commit = 1000
+
+    def __init__(self, path: Path):
+        try:
+            import plyvel
+        except ImportError:
+            from ..errors import NetdefError
+            raise NetdefError("writing LevelDB needs the plyvel package (pip install \"netdef[leveldb]\")") from None
+        self.database = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True)
+        self.batch, self.count = self.database.write_batch(), 0
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.batch.put(key, value)
+        self.count += 1
+        if self.count % self.per_commit == 0:
+            self.batch.write()
+            self.batch = self.database.write_batch()
+
+    def close(self) -> None:
+        self.batch.write()
+        self.database.close()
+
+
+WRITERS = {"lmdb": _LmdbWriter, "leveldb": _LevelDbWriter}  # convert_imageset --backend -> writer
+
+
 def encode_image(array, encode_type: str) -> bytes:
     """A C x H x W uint8 array (BGR, or gray) as PNG or JPEG file bytes."""
     import numpy as np
@@ -193,9 +221,10 @@ def encode_image(array, encode_type: str) -> bytes:
     return stream.getvalue()
 
 
-def write_lmdb(path: Path, samples: list, geometry, shape: tuple, *, encoded: bool = False, encode_type: str = "",
-               workers: int = 0, log=print) -> int:
-    """An LMDB of Datums as Caffe's convert_imageset writes it, one record per sample in the order given:
+def write_database(path: Path, samples: list, geometry, shape: tuple, *, backend: str = "lmdb",
+                   encoded: bool = False, encode_type: str = "", workers: int = 0, log=print) -> int:
+    """An LMDB (or with `backend` "leveldb" a LevelDB) of Datums as Caffe's convert_imageset writes it, one
+    record per sample in the order given:
     raw uint8 C x H x W (BGR) of `geometry`, or with `encoded` the image file: its own bytes when neither
     resizing, a channel change nor `encode_type` asks for a new one, else re-encoded (PNG unless
     `encode_type`). Unreadable images stop it with every problem listed (NetdefError). Returns the count."""
@@ -205,8 +234,8 @@ def write_lmdb(path: Path, samples: list, geometry, shape: tuple, *, encoded: bo
     if path.exists():
         raise NetdefError(f"{path} exists: Caffe's convert_imageset refuses to write into an existing database")
     if encoded and not (geometry.fixed or encode_type or not geometry.is_color):
-        return _write_file_bytes(path, samples, log)
-    writer, problems = _LmdbWriter(path), []
+        return _write_file_bytes(WRITERS[backend](path), samples, log)
+    writer, problems = WRITERS[backend](path), []
     try:
         for batch, failures in decoded_batches(DecodedImages(samples, geometry, shape), workers):
             bad = {k for k, _, _ in failures}
@@ -227,8 +256,7 @@ def write_lmdb(path: Path, samples: list, geometry, shape: tuple, *, encoded: bo
     return writer.count
 
 
-def _write_file_bytes(path: Path, samples: list, log) -> int:
-    writer = _LmdbWriter(path)
+def _write_file_bytes(writer, samples: list, log) -> int:
     try:
         for index, sample in enumerate(samples):
             writer.put(record_key(index, sample.path), datum_bytes(None, sample.label, sample.path.read_bytes()))
