@@ -277,6 +277,21 @@ def test_spp_is_caffes_pooling_per_level_flattened_and_joined(tmp_path, pool):
     layer.gradcheck(x[:1])
 
 
+def test_spp_stochastic_tests_with_the_activation_weighted_average_of_each_bin(tmp_path):
+    layer = OneLayer(tmp_path, "SPP", {"spp_param": {"pyramid_height": 2, "pool": "STOCHASTIC"}}, [(1, 2, 4, 6)],
+                     phase="TEST")
+    x = torch.rand(1, 2, 4, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    expected = []
+    for bins in (1, 2):  # pooling_layer.cu StoPoolForwardTest: sum(x^2) / sum(x) over each unpadded window
+        kh, kw = 4 // bins, 6 // bins
+        expected += [(x[0, c, i * kh:(i + 1) * kh, j * kw:(j + 1) * kw] ** 2).sum() /
+                     x[0, c, i * kh:(i + 1) * kh, j * kw:(j + 1) * kw].sum()
+                     for c in range(2) for i in range(bins) for j in range(bins)]
+    got = layer.forward(x)
+    close(got[0, :2], expected[:2])  # level 0: one bin per channel
+    close(got[0, 2:], expected[2:])  # level 1: channel-major, then bins row by row
+
+
 def test_spp_refuses_an_input_smaller_than_its_finest_bins(tmp_path, netdef_cli):
     path = write_net(tmp_path, "SPP", {"spp_param": {"pyramid_height": 3}}, [(1, 1, 3, 8)])
     status, _, err = netdef_cli("check", path)

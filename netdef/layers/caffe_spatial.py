@@ -25,7 +25,8 @@ class SPP(Layer):
     levels, flattened, are concatenated: N x C * sum of 4^l, whatever the input's height and width."""
     summary = "spatial pyramid pooling (pyramid_height levels of 2^l x 2^l bins)"
     blocks = {"spp_param": {"pyramid_height": Int(None, "number of pyramid levels", required=True, minimum=1),
-                            "pool": Enum(["MAX", "AVE"], "MAX", "pooling method of every level"),
+                            "pool": Enum(["MAX", "AVE", "STOCHASTIC"], "MAX", "pooling method of every level "
+                                         "(STOCHASTIC: sizes divisible by the finest bins, as it takes no padding)"),
                             "engine": Enum(["DEFAULT", "CAFFE", "CUDNN"], "DEFAULT", "accepted for Caffe compatibility")}}
     kind = "pool"
     drawn_fields = ("pyramid_height", "pool")
@@ -40,6 +41,10 @@ class SPP(Layer):
             for size in shape[2:]:
                 kernel = math.ceil(size / bins)
                 pad = (kernel * bins - size + 1) // 2
+                if pad and self.p["pool"] == "STOCHASTIC":
+                    raise ShapeError(f"STOCHASTIC pooling takes no padding (as Caffe), so {bins} x {bins} bins need "
+                                     f"sizes divisible by {bins}", found=f"shape {list(shape)}",
+                                     path=("spp_param", "pool"))
                 if pad >= kernel:
                     raise ShapeError(f"the input is too small for {bins} x {bins} pyramid bins",
                                      expected=f"sizes whose bin padding is under the window (Caffe's pooling: pad < "

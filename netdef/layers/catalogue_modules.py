@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .caffe_modules import StochasticPool2d
 from .modules import PaddedPool2d, _labels, normalized
 
 LOG_THRESHOLD = 1e-20  # Caffe's kLOG_THRESHOLD: probabilities are clamped to it before the logarithm
@@ -124,11 +125,13 @@ class BatchReindex(nn.Module):
 # ---------------------------------------------------------------- spatial
 
 class SpatialPyramidPool(nn.Module):
-    """Each level a Caffe pooling (PaddedPool2d: explicit padding, Caffe's output size), flattened, joined."""
+    """Each level a Caffe pooling (PaddedPool2d: explicit padding, Caffe's output size; STOCHASTIC: Caffe's
+    sampling, unpadded), flattened, joined."""
 
     def __init__(self, pool, levels):
         super().__init__()
-        self.levels = nn.ModuleList(PaddedPool2d(pool, kernel, kernel, pad, sizes) for kernel, pad, sizes in levels)
+        self.levels = nn.ModuleList(StochasticPool2d(kernel, kernel, sizes) if pool == "STOCHASTIC"
+                                    else PaddedPool2d(pool, kernel, kernel, pad, sizes) for kernel, pad, sizes in levels)
 
     def forward(self, x):
         return torch.cat([level(x).flatten(1) for level in self.levels], 1)
