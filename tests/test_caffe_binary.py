@@ -456,3 +456,15 @@ def test_a_large_lmdb_is_streamed_in_the_in_memory_order(tmp_path, write_yaml, m
     for _ in range(4):  # past the end of the 1,000 records: the next epoch's new order
         (images, labels), (streamed_images, streamed_labels) = in_memory.next(), streamed.next()
         assert torch.equal(images, streamed_images) and torch.equal(labels, streamed_labels)
+
+
+def test_solverstate_of_another_solver_type_is_refused(tmp_path):
+    """Adam keeps two history sets (m, then v: 16 blobs for LeNet); Caffe's SGD state has 8."""
+    from netdef.train.config import load_solver
+    from netdef.train.solver import Solver
+    solver = Solver(load_solver(caffe_solver(tmp_path, type="Adam", momentum2=0.999)))
+    with pytest.raises(netdef.NetdefError) as caught:
+        solver.restore(SOLVERSTATE)
+    problem = caught.value.problems[0]
+    assert problem.message == f"the history of {SOLVERSTATE} does not fit this net and solver type"
+    assert problem.expected == "16 blobs (8 parameters x 2 history set(s) of type Adam)" and problem.found == "8 blobs"
