@@ -349,7 +349,8 @@ def test_caffe_solver_fields_netdef_cannot_honour_are_refused_at_their_line(tmp_
     assert status == 2 and f"{clash}:5:14: 'solver_type' and 'type' disagree" in err
 
 
-def test_inline_nets_are_read_from_the_solver_file_with_its_positions(tmp_path, netdef_cli):
+def test_inline_nets_are_read_from_the_solver_file_with_its_positions(tmp_path, netdef_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run folder (runs/<solver>) is made where netdef runs
     inline = _write(tmp_path, "inline.prototxt", "base_lr: 0.1\nmax_iter: 2\ntest_iter: 1\nnet_param {\n"
                     + DUMMY_DATA +
                     '  layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc" inner_product_param { num_output: 2 } }\n'
@@ -396,9 +397,10 @@ def _has_lmdb_backend() -> bool:
 
 @needs_shared("caffe", "fixtures")
 @pytest.mark.skipif(not _has_lmdb_backend(), reason="Data's LMDB backend (caffe-binary's) is not registered")
-def test_caffes_lenet_solver_trains_as_it_is(tmp_path, netdef_cli):
+def test_caffes_lenet_solver_trains_as_it_is(tmp_path, netdef_cli, monkeypatch):
     """The fixtures' lenet_solver.prototxt and lenet_train_test.prototxt, unchanged but for max_iter (a copy
     of the folder: reading an LMDB rewrites its lock file)."""
+    monkeypatch.chdir(tmp_path)
     folder = tmp_path / "fixtures"
     shutil.copytree(CAFFE / "fixtures", folder, ignore=shutil.ignore_patterns("*.caffemodel", "*.solverstate", "*.log"))
     solver = folder / "lenet_solver.prototxt"
@@ -432,9 +434,10 @@ net_param {
 """
 
 
-def test_train_state_test_state_and_weights_of_a_solver_are_used(tmp_path, netdef_cli):
+def test_train_state_test_state_and_weights_of_a_solver_are_used(tmp_path, netdef_cli, monkeypatch):
     """Caffe's lenet_consolidated_solver form: each test net in its own stage, the TRAIN net in train_state's;
     then the solver's `weights` start a second run."""
+    monkeypatch.chdir(tmp_path)
     solver = _write(tmp_path, "staged.prototxt", STAGED)
     status, out, err = netdef_cli("train", solver)
     assert status == 0, err
