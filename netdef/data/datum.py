@@ -280,16 +280,17 @@ def record_count(backend: str, folder: Path) -> int:
     return sum(1 for _ in records(backend, folder))
 
 
-def labels_and_keys(folder: Path):
-    """One pass over an LMDB: (its keys in order, int64 labels); images are not decoded."""
+def labels_and_keys(backend: str, folder: Path):
+    """One pass over a database: (its keys in order, int64 labels); images are not decoded."""
     import torch
+    from google.protobuf.message import DecodeError
 
     from ..caffe.proto import message
     keys, labels, datum = [], [], message("Datum")()
-    for key, value in records("LMDB", folder):
+    for key, value in records(backend, folder):
         try:
             datum.ParseFromString(value)
-        except Exception:  # upb raises DecodeError, or RuntimeError on some damage
+        except (DecodeError, RuntimeError, ValueError):  # upb reports some damage as RuntimeError
             raise DatumError(f"{folder}: record '{key.decode('utf-8', 'replace')}' is not a Caffe Datum") from None
         keys.append(key)
         labels.append(datum.label)

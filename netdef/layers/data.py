@@ -105,13 +105,10 @@ class DatumBackend:
 
     def stream(self, batch_size, *, shuffle, seed, device, transform, n_tops, prefetch):
         """A StreamReader over the records, read by DataLoader workers in the in-memory reader's order."""
-        from ..data.datum import DatumError, DatumRecords, RecordProblems, labels_and_keys
+        from ..data.datum import DatumRecords, RecordProblems, labels_and_keys
         from ..data.images import default_workers
         from ..data.stream import StreamReader
-        try:
-            keys, labels = labels_and_keys(self.folder)
-        except DatumError as exc:
-            raise ShapeError(str(exc), path=("data_param", "source")) from None
+        keys, labels = self._read(labels_and_keys)
         dataset = DatumRecords(self.folder, keys, self.sample_shape(), self.color)
         return StreamReader(dataset, labels, batch_size, shuffle=shuffle, seed=seed, device=device,
                             transform=transform, workers=default_workers(), samples=RecordProblems(),
@@ -128,7 +125,6 @@ class LevelDbBackend(DatumBackend):
 
 # data_param.backend -> class(folder, split)
 BACKENDS = {"IDX": IdxBackend, **CIFAR_BACKENDS, "LMDB": DatumBackend, "LEVELDB": LevelDbBackend}
-DATUM_BACKENDS = (DatumBackend, LevelDbBackend)
 
 # How Data decodes encoded Datum records (Caffe's transform_param fields; raw records are used as stored).
 DATUM_DECODE_FIELDS = {
@@ -165,7 +161,7 @@ class Data(Layer):
 
     def backend(self):
         backend = BACKENDS[self.p["backend"]]
-        options = (self._datum_color(),) if backend in DATUM_BACKENDS else ()
+        options = (self._datum_color(),) if issubclass(backend, DatumBackend) else ()
         folder = self.source()
         if not folder.is_dir():
             raise ShapeError(f"data source '{self.p['source']}' is not a folder (looked at {folder})",
