@@ -36,7 +36,7 @@ def registry():
     LAYERS.clear()
     LAYERS.update(layers)
     for name in set(sys.modules) - modules:
-        if name in ("axpy", "shift", "broken", "empty"):
+        if name in ("axpy", "shift", "broken", "empty", "probe_order", "probe_only_there"):
             del sys.modules[name]
 
 
@@ -260,3 +260,26 @@ def test_param_str_must_be_a_yaml_mapping_of_the_class_s_fields(folder, netdef_c
     assert f"{path}:4:118: layer 'a' (Python): Axpy has no parameters (expected an empty param_str, found x: 1)" in err
     assert f"{path}:5:106: layer 'b' (Python): param_str must be a mapping" in err
     assert f"{path}:6:106: layer 'c' (Python): param_str is not valid YAML" in err
+
+
+def test_a_plugin_is_searched_in_the_net_s_folder_then_on_sys_path(tmp_path, monkeypatch, netdef_cli, registry):
+    probe = "from netdef.layers import Layer\n\n\nclass {name}(Layer):\n    \"\"\"Found in {where}.\"\"\"\n"
+    elsewhere = tmp_path / "site"
+    elsewhere.mkdir()
+    monkeypatch.syspath_prepend(str(elsewhere))
+    write(elsewhere / "probe_order.py", probe.format(name="FromSysPath", where="sys.path"))
+    write(elsewhere / "probe_only_there.py", probe.format(name="OnlyOnSysPath", where="sys.path"))
+    nets = tmp_path / "nets"
+    nets.mkdir()
+    write(nets / "probe_order.py", probe.format(name="FromNetFolder", where="the net's folder"))
+    path = write(nets / "net.yaml", """\
+        name: order
+        plugins: [probe_order, probe_only_there]
+        layers:
+          - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 2]}}}
+          - {name: a, type: FromNetFolder, bottom: data, top: a}
+          - {name: b, type: OnlyOnSysPath, bottom: a, top: b}
+        """)
+    code, out, err = netdef_cli("check", path)
+    assert code == 0, err
+    assert "FromNetFolder" in LAYERS and "OnlyOnSysPath" in LAYERS and "FromSysPath" not in LAYERS
