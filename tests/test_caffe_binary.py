@@ -468,3 +468,37 @@ def test_solverstate_of_another_solver_type_is_refused(tmp_path):
     problem = caught.value.problems[0]
     assert problem.message == f"the history of {SOLVERSTATE} does not fit this net and solver type"
     assert problem.expected == "16 blobs (8 parameters x 2 history set(s) of type Adam)" and problem.found == "8 blobs"
+
+
+def test_caffes_hdf5_snapshots(tmp_path, netdef_cli):
+    """snapshot_format: HDF5 (Caffe's Net::ToHDF5 and SnapshotSolverStateToHDF5 layouts), made here from
+    the fixtures' binary files: weights in data/<layer>/<blob index>, the state's iter, learned_net and
+    history/<index>."""
+    import h5py
+    from netdef.train.config import load_solver
+    from netdef.train.solver import Solver
+    weights, state = tmp_path / "lenet_iter_1000.caffemodel.h5", tmp_path / "lenet_iter_1000.solverstate.h5"
+    with h5py.File(weights, "w") as file:
+        for layer, blobs in read_caffemodel(CAFFEMODEL).items():
+            for k, blob in enumerate(blobs):
+                file.create_dataset(f"data/{layer}/{k}", data=blob.numpy())
+    binary = proto.parse("SolverState", SOLVERSTATE.read_bytes())
+    with h5py.File(state, "w") as file:
+        file["iter"], file["learned_net"], file["current_step"] = binary.iter, weights.name, 0
+        for k, blob in enumerate(binary.history):
+            file.create_dataset(f"history/{k}", data=np.asarray(blob.data, np.float32).reshape(tuple(blob.shape.dim)))
+    status, out, err = netdef_cli("test", "--model", LENET, "--weights", weights, "--iterations", 10)
+    assert status == 0, err
+    assert "\naccuracy = 0.962\n" in out and "\nloss = 0.148251 " in out
+    solver = Solver(load_solver(caffe_solver(tmp_path)))
+    solver.restore(state)
+    assert solver.iter == 1000
+    history = solver.state.updater.state_dict()["history"]["history"]
+    assert history["ip1.weight"].flatten().tolist() == list(binary.history[4].data)
+
+
+def test_damaged_hdf5_weights_name_the_file(tmp_path, netdef_cli):
+    damaged = tmp_path / "cut.caffemodel.h5"
+    damaged.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    status, _, err = netdef_cli("test", "--model", LENET, "--weights", damaged, "--iterations", 1)
+    assert status == 2 and f"{damaged} is damaged or not a .caffemodel" in err

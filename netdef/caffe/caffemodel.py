@@ -14,10 +14,11 @@ from ..errors import NetdefError, Problem
 from . import proto
 
 SUFFIX = ".caffemodel"
+HDF5_SUFFIX = ".caffemodel.h5"  # Caffe's snapshot_format: HDF5
 
 
 def is_caffemodel(path) -> bool:
-    return Path(path).suffix == SUFFIX
+    return Path(path).suffix == SUFFIX or Path(path).name.endswith(HDF5_SUFFIX)
 
 
 class CaffeBlobs(dict):
@@ -105,6 +106,8 @@ def read_caffemodel(path) -> CaffeBlobs:
     path = Path(path)
     if not path.is_file():
         raise NetdefError(Problem(f"no such weights file: {path}"))
+    if path.name.endswith(HDF5_SUFFIX):
+        return CaffeBlobs(read_hdf5_blobs(path, "data"))
     net = read_message(path, "NetParameter", "a binary NetParameter written by Caffe (.caffemodel)")
     layers = list(net.layer) + list(net.layers)
     if not layers:
@@ -117,6 +120,22 @@ def read_caffemodel(path) -> CaffeBlobs:
     if not blobs:
         raise _damaged(path, f"none of its {len(layers)} layers holds a blob")
     return CaffeBlobs(blobs)
+
+
+def read_hdf5_blobs(path: Path, group: str) -> dict:
+    """Caffe's HDF5 snapshots: in `group`, a subgroup per layer holding its blobs as datasets "0", "1", ...
+    (Net::ToHDF5); the weights file's group is "data". Returns {layer: [float32 tensors]}."""
+    import h5py
+    import numpy as np
+    import torch
+    try:
+        with h5py.File(path, "r") as file:
+            if group not in file:
+                raise _damaged(path, f"it has no '{group}' group, as Caffe's HDF5 snapshots do")
+            return {name: [torch.from_numpy(np.asarray(layer[k], dtype=np.float32)) for k in sorted(layer, key=int)]
+                    for name, layer in file[group].items() if len(layer)}
+    except (OSError, ValueError, KeyError) as exc:  # h5py: OSError for a damaged file, ValueError for odd names
+        raise _damaged(path, str(exc).splitlines()[0]) from None
 
 
 def blob_proto(tensor, message):

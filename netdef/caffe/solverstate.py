@@ -14,10 +14,35 @@ from ..errors import NetdefError, Problem
 from .caffemodel import blob_tensor, caffe_blob_order, read_caffemodel, read_message
 
 SUFFIX = ".solverstate"
+HDF5_SUFFIX = ".solverstate.h5"  # Caffe's snapshot_format: HDF5
 
 
 def is_solverstate(path) -> bool:
-    return Path(path).suffix == SUFFIX
+    return Path(path).suffix == SUFFIX or Path(path).name.endswith(HDF5_SUFFIX)
+
+
+def read_state(path: Path) -> tuple:
+    """(iteration, learned_net as written, history blobs in Caffe's order) of a .solverstate, or of a
+    .solverstate.h5 (datasets iter and learned_net, a group history of datasets "0", "1", ...)."""
+    if path.name.endswith(HDF5_SUFFIX):
+        return _read_hdf5_state(path)
+    message = read_message(path, "SolverState", "a binary SolverState written by Caffe (.solverstate)")
+    history = [blob_tensor(blob, path, f"history blob {k}") for k, blob in enumerate(message.history)]
+    return int(message.iter), message.learned_net, history
+
+
+def _read_hdf5_state(path: Path) -> tuple:
+    import h5py
+    import numpy as np
+    import torch
+    try:
+        with h5py.File(path, "r") as file:
+            iteration, learned_net, group = int(file["iter"][()]), file["learned_net"][()], file["history"]
+            history = [torch.from_numpy(np.asarray(group[k], dtype=np.float32)) for k in sorted(group, key=int)]
+    except (OSError, KeyError, ValueError, TypeError) as exc:  # h5py: OSError for a damaged file
+        raise NetdefError(Problem(f"{path} is damaged or not a Caffe HDF5 solver state: {str(exc).splitlines()[0]}",
+                                  expected="datasets iter and learned_net, and a group history")) from None
+    return iteration, learned_net.decode() if isinstance(learned_net, bytes) else str(learned_net), history
 
 
 def learned_net_path(path: Path, learned_net: str) -> Path:
@@ -74,15 +99,14 @@ def restore_solverstate(train, state, path, log) -> None:
     history into the TrainState `state`."""
     from ..train.snapshot import copy_weights, weights_table
     path = Path(path)
-    message = read_message(path, "SolverState", "a binary SolverState written by Caffe (.solverstate)")
-    weights = learned_net_path(path, message.learned_net)
+    iteration, learned_net, history = read_state(path)
+    weights = learned_net_path(path, learned_net)
     rows = copy_weights(train.net, read_caffemodel(weights), train.layer_names, train.info.graph)
     if any(row[2] in ("missing in file", "shape mismatch") for row in rows):
         raise NetdefError(Problem(f"the weights in {weights} do not fit the current net:\n{weights_table(rows)}",
                                   hint="to start a changed net from these weights, use --weights instead"))
-    history = [blob_tensor(blob, path, f"history blob {k}") for k, blob in enumerate(message.history)]
     keys = caffe_param_keys(train.info.graph, train.net)
     state.updater.load_state_dict(_history(state.updater, keys, history, path))
-    state.iteration, state.skipped_updates = int(message.iter), 0
-    log(f"Restored Caffe's solver state: iteration {message.iter}, {len(history)} history blobs, weights from "
+    state.iteration, state.skipped_updates = iteration, 0
+    log(f"Restored Caffe's solver state: iteration {iteration}, {len(history)} history blobs, weights from "
         f"{weights}; data readers, random generators and the smoothed loss start afresh (Caffe does not save them)")
