@@ -332,16 +332,33 @@ def lmdb_net(write_yaml, source):
     """)
 
 
+def writable_copy(folder, target):
+    """A copy of a fixture folder that the test may change (the shared fixtures are read-only)."""
+    shutil.copytree(folder, target)
+    for path in [target, *target.iterdir()]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
 def test_truncated_lmdb_is_a_positioned_error(tmp_path, write_yaml, netdef_subprocess):
     """Reading past the end of a truncated data.mdb would kill the process (SIGBUS): it is refused first."""
-    source = tmp_path / "cut_lmdb"
-    shutil.copytree(FIXTURES / "mnist5k_test_lmdb", source)
+    source = writable_copy(FIXTURES / "mnist5k_test_lmdb", tmp_path / "cut_lmdb")
     data = source / "data.mdb"
     data.write_bytes(data.read_bytes()[:data.stat().st_size // 2])
     run = netdef_subprocess("check", lmdb_net(write_yaml, source))
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert re.search(rf"net\.yaml:3:\d+: .*{re.escape(str(data))} is truncated: 522,240 bytes, its header says "
                      r"1,044,480", run.stderr)
+
+
+def test_lmdb_with_damaged_pages_is_named(tmp_path, write_yaml, netdef_cli):
+    """Flipped bytes in a B-tree page (LMDB keeps no checksums: flipped pixels go unnoticed, as in Caffe)."""
+    source = writable_copy(FIXTURES / "mnist5k_test_lmdb", tmp_path / "flipped_lmdb")
+    data = bytearray((source / "data.mdb").read_bytes())
+    data[8192:8208] = bytes(b ^ 0xFF for b in data[8192:8208])  # page 2: the database's first tree page
+    (source / "data.mdb").write_bytes(bytes(data))
+    status, _, err = netdef_cli("check", lmdb_net(write_yaml, source))
+    assert status == 2 and f"{source} is a damaged LMDB: mdb_cursor_get: MDB_CORRUPTED" in err
 
 
 def test_bad_datum_records(tmp_path, write_yaml, netdef_cli):
