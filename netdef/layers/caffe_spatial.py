@@ -6,7 +6,7 @@ import math
 
 from ..fields import Enum, Int
 from .base import Layer, ShapeError, numel, register
-from .vision import _check_pairs, _conv_fields, _kernel_field, _pair, _spatial_input
+from .vision import _check_kernel, _conv_fields, _kernel_field, _pair, _spatial_input
 
 GEOMETRY_FIELDS = ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w", "pad", "pad_h", "pad_w",
                    "dilation", "axis")
@@ -81,10 +81,7 @@ class Im2col(Layer):
         return _kernel_field(self.spec.raw, "convolution_param")
 
     def check(self):
-        p = self.p
-        yield from _check_pairs(p, "convolution_param", ("kernel_size", "pad", "stride"))
-        if not p["kernel_size"] and (p["kernel_h"] is None or p["kernel_w"] is None):
-            yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
+        return _check_kernel(self.p, most=2)
 
     def geometry(self):
         p = self.p

@@ -31,6 +31,13 @@ def _check_pairs(p, block, names, most=2):
                    str(len(given)))
 
 
+def _check_kernel(p, most):
+    """A convolution_param's geometry before shapes: the per-axis fields, and a kernel size given."""
+    yield from _check_pairs(p, "convolution_param", ("kernel_size", "pad", "stride"), most)
+    if not p["kernel_size"] and (p["kernel_h"] is None or p["kernel_w"] is None):
+        yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
+
+
 def _per_axis(p, base, default, spatial):
     """A per-spatial-axis field: one value for all axes or one per axis (2-D also takes the _h/_w forms)."""
     if spatial == 2:
@@ -96,9 +103,7 @@ class _ConvBase(Layer):
 
     def check(self):
         p = self.p
-        yield from _check_pairs(p, "convolution_param", ("kernel_size", "pad", "stride"), most=3)
-        if not p["kernel_size"] and (p["kernel_h"] is None or p["kernel_w"] is None):
-            yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
+        yield from _check_kernel(p, most=3)
         if p["num_output"] and p["num_output"] % p["group"]:
             yield (("convolution_param", "group"), "'num_output' must be divisible by 'group'",
                    f"a divisor of {p['num_output']}", str(p["group"]))
