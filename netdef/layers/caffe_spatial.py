@@ -96,4 +96,4 @@ class Im2col(Layer):
 
     def build(self, shapes):
         from .catalogue_modules import Im2col as Module
-        return Module(*self.geometry())
+        return Module(*self.geometry(), self.infer(shapes)[0][2:])

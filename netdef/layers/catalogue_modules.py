@@ -138,15 +138,15 @@ class SpatialPyramidPool(nn.Module):
 
 
 class Im2col(nn.Module):
-    def __init__(self, kernel, stride, pad, dilation):
+    """F.unfold's N x (C kh kw) x L columns as N x (C kh kw) x H_out x W_out maps."""
+
+    def __init__(self, kernel, stride, pad, dilation, out_size):
         super().__init__()
-        self.kernel, self.stride, self.pad, self.dilation = kernel, stride, pad, dilation
+        self.kernel, self.stride, self.pad, self.dilation, self.out_size = kernel, stride, pad, dilation, out_size
 
     def forward(self, x):
         patches = F.unfold(x, self.kernel, self.dilation, self.pad, self.stride)
-        size = [(n + 2 * p - (d * (k - 1) + 1)) // s + 1
-                for n, k, s, p, d in zip(x.shape[2:], self.kernel, self.stride, self.pad, self.dilation)]
-        return patches.reshape(x.shape[0], patches.shape[1], *size)
+        return patches.reshape(x.shape[0], patches.shape[1], *self.out_size)
 
 
 # ---------------------------------------------------------------- losses
