@@ -6,7 +6,7 @@ import math
 
 from ..fields import Enum, Int
 from .base import Layer, ShapeError, numel, register
-from .vision import _check_kernel, _conv_fields, _kernel_field, _pair, _spatial_input
+from .vision import _check_kernel, _conv_fields, _kernel_field, _pair, _spatial_input, conv_output_sizes
 
 GEOMETRY_FIELDS = ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h", "stride_w", "pad", "pad_h", "pad_w",
                    "dilation", "axis")
@@ -91,8 +91,7 @@ class Im2col(Layer):
         _spatial_input(shapes[0], "Im2col")
         n, c, *sizes = shapes[0]
         kernel, stride, pad, dilation = self.geometry()
-        out = [(size + 2 * p - (d * (k - 1) + 1)) // s + 1 for size, k, s, p, d in zip(sizes, kernel, stride, pad, dilation)]
-        return [(n, c * numel(kernel), *out)]
+        return [(n, c * numel(kernel), *conv_output_sizes(sizes, kernel, stride, pad, dilation))]
 
     def build(self, shapes):
         from .catalogue_modules import Im2col as Module

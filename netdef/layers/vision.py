@@ -38,6 +38,12 @@ def _check_kernel(p, most):
         yield (("convolution_param",), "missing kernel size", "'kernel_size' or both 'kernel_h' and 'kernel_w'", None)
 
 
+def conv_output_sizes(sizes, kernel, stride, pad, dilation) -> tuple:
+    """A convolution's output size on each spatial axis (rounded down, as Caffe)."""
+    return tuple((size + 2 * p - (d * (k - 1) + 1)) // s + 1
+                 for size, k, s, p, d in zip(sizes, kernel, stride, pad, dilation))
+
+
 def _per_axis(p, base, default, spatial):
     """A per-spatial-axis field: one value for all axes or one per axis (2-D also takes the _h/_w forms)."""
     if spatial == 2:
@@ -196,9 +202,7 @@ class Convolution(_ConvBase):
                 raise ShapeError("'connection_table' names an input map that does not exist",
                                  expected=f"map indices 0..{channels - 1}", found=str(bad[0]),
                                  path=("convolution_param", "connection_table"))
-        return [(shape[0], self.p["num_output"],
-                 *((size + 2 * p - (d * (k - 1) + 1)) // s + 1 for size, k, s, p, d in zip(shape[2:], *geometry)))
-                for shape in shapes]
+        return [(shape[0], self.p["num_output"], *conv_output_sizes(shape[2:], *geometry)) for shape in shapes]
 
     def weight_count(self, weight):
         # Stored dense (a table excludes groups); only the table's connections are learnt, the rest is masked to zero.
