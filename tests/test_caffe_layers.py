@@ -740,3 +740,33 @@ def test_3d_convolution_fields_that_do_not_fit_are_positioned_errors(tmp_path, n
     path = write_net(tmp_path, "Convolution", {"convolution_param": {"num_output": 2, **params}}, [(1, 1, 4, 4, 4)])
     status, _, err = netdef_cli("check", path)
     assert status == 2 and message in err and f"{path}:" in err
+
+
+def test_an_rcnn_style_net_fine_tunes_on_window_data(tmp_path, netdef_subprocess):
+    """R-CNN's fine-tuning form: WindowData (warped windows, background and foreground) into a small
+    classifier, trained by `netdef train` with a snapshot; resuming from it runs the remaining iterations."""
+    from layer_cases_caffe import write_window_file
+    write_window_file(tmp_path)
+    net = {"name": "rcnn", "layers": [
+        {"name": "data", "type": "WindowData", "top": ["data", "label"],
+         "window_data_param": {"source": "windows.txt", "batch_size": 8, "context_pad": 1, "scale": 0.0039},
+         "transform_param": {"crop_size": 8, "mirror": True, "mean_value": [128]}},
+        {"name": "conv", "type": "Convolution", "bottom": "data", "top": "conv",
+         "convolution_param": {"num_output": 4, "kernel_size": 3, "weight_filler": {"type": "xavier"}}},
+        {"name": "cls", "type": "InnerProduct", "bottom": "conv", "top": "cls",
+         "inner_product_param": {"num_output": 3, "weight_filler": {"type": "xavier"}}},
+        {"name": "loss", "type": "SoftmaxWithLoss", "bottom": ["cls", "label"], "top": "loss"}]}
+    (tmp_path / "rcnn.yaml").write_text(yaml.safe_dump(net, sort_keys=False))
+    (tmp_path / "solver.yaml").write_text(yaml.safe_dump({
+        "net": "rcnn.yaml", "base_lr": 0.01, "lr_policy": "fixed", "display": 2, "max_iter": 6, "random_seed": 1,
+        "snapshot": 3, "snapshot_prefix": "snapshots/rcnn"}))
+    result = netdef_subprocess("train", tmp_path / "solver.yaml", "--device", "cpu", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    losses, _ = train_log(result)
+    assert len(losses) >= 3 and all(math.isfinite(v) for v in losses)
+    snapshot = next((tmp_path / "snapshots").glob("rcnn_iter_3*"))
+    resumed = netdef_subprocess("train", tmp_path / "solver.yaml", "--snapshot", snapshot, "--device", "cpu",
+                                "--overwrite", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    # the resumed run draws the windows the first run drew after iteration 3: the same losses
+    assert train_log(resumed)[0][-1] == pytest.approx(losses[-1], rel=1e-5)
