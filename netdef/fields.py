@@ -114,7 +114,12 @@ def block_schema(fields: dict, templates=False, defs=None) -> dict:
 
 def _template(defs):
     """The schema of a template value, referenced from `defs` when shared definitions are collected."""
-    return TEMPLATE if defs is None else {"$ref": "#/$defs/" + _define(defs, "template", TEMPLATE)}
+    return TEMPLATE if defs is None else shared_ref(defs, "template", TEMPLATE)
+
+
+def shared_ref(defs: dict, name: str, schema: dict) -> dict:
+    """A reference to `schema`, filed once in the shared definitions `defs` (see _define)."""
+    return {"$ref": "#/$defs/" + _define(defs, name, schema)}
 
 
 def _define(defs: dict, name: str, schema: dict) -> str:

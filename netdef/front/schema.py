@@ -6,7 +6,7 @@ define blocks, where any value may be written as "${expression}"); editors get t
 """
 from __future__ import annotations
 
-from ..fields import TEMPLATE, Block, Bool, Enum, Float, Int, Str, block_schema
+from ..fields import TEMPLATE, Block, Bool, Enum, Float, Int, Str, block_schema, shared_ref
 from ..layers import LAYERS
 from .limits import MAX_REPEAT
 
@@ -60,6 +60,9 @@ def layer_fields(cls) -> dict:
 
 def layer_schema(cls, templates=False, defs=None) -> dict:
     schema = block_schema(layer_fields(cls), templates, defs)
+    if defs is not None:  # the fields every layer has are spelt out once, not once per layer type
+        for name in COMMON_FIELDS:
+            schema["properties"][name] = shared_ref(defs, f"layer_{name}", schema["properties"][name])
     schema["properties"]["type"] = {"const": cls.__name__}
     if cls.__doc__:
         schema["description"] = cls.__doc__.strip().splitlines()[0]
