@@ -183,7 +183,7 @@ class Solver:
     def fine_tune(self, path):
         """Caffe's --weights: copy blobs by layer name into the TRAIN net (the TEST nets share them) and
         report every layer: copied, shape mismatch, missing in the file, or not in this net."""
-        rows = copy_weights(self.train.net, load_weights(path), self.train.layer_names)
+        rows = copy_weights(self.train.net, load_weights(path), self.train.layer_names, self.train.info.graph)
         self.log(f"Copying weights from {path} (blobs not copied keep their fillers):")
         for line in weights_table(rows).splitlines():
             self.log("    " + line)
