@@ -2,6 +2,7 @@
 batch 64 on LeNet, resumes across process counts, and a rank that dies or hangs."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -197,3 +198,24 @@ def test_a_signal_to_one_rank_acts_on_every_rank_at_the_same_iteration(tmp_path)
     assert "Optimization stopped early." in out
     written = sorted(p.name for p in (tmp_path / "signals").iterdir())
     assert len(written) == 2, written  # the signal's and the closing snapshot, by rank 0 alone
+
+
+def choose_threads_in_a_fresh_process(**environ) -> dict:
+    """netdef.train.threads.choose_threads() in a process where torch is not loaded yet, as in `netdef train`."""
+    code = ("import json, os; from netdef.train.threads import choose_threads; env = dict(json.loads(os.environ['ENV']));"
+            "note = choose_threads(env); print(json.dumps({'note': note, 'env': env}))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "ENV": json.dumps(environ)})
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_each_rank_takes_its_share_of_the_free_cores_and_a_given_thread_count_wins():
+    cores = len(os.sched_getaffinity(0))
+    ranks = choose_threads_in_a_fresh_process(LOCAL_WORLD_SIZE=str(cores))
+    assert ranks["env"]["OMP_NUM_THREADS"] == "1" and ranks["note"].startswith("Threads: 1 CPU thread")
+    alone = choose_threads_in_a_fresh_process()
+    free = max(0.0, cores - os.getloadavg()[0])
+    assert 1 <= int(alone["env"]["OMP_NUM_THREADS"]) <= max(1, round(free) + 1)  # the load moves meanwhile
+    given = choose_threads_in_a_fresh_process(OMP_NUM_THREADS="3", OMP_WAIT_POLICY="ACTIVE")
+    assert given == {"note": None, "env": {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}}
