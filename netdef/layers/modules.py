@@ -107,21 +107,44 @@ class CaffeBatchNorm(nn.Module):
         self.register_buffer("variance", torch.zeros(channels))
         self.register_buffer("scale_factor", torch.zeros(1))
         self.eps, self.fraction, self.use_global_stats = eps, moving_average_fraction, use_global_stats
+        # The solver's sync_bn under data-parallel training: batch statistics over every rank's batch.
+        self.sync_batch_statistics = False
 
     def forward(self, x):
         global_stats = self.use_global_stats if self.use_global_stats is not None else not self.training
         if global_stats:
             factor = self.scale_factor.clamp_min(1e-30).reciprocal() * (self.scale_factor != 0)
             return F.batch_norm(x, self.mean * factor, self.variance * factor, None, None, False, 0.0, self.eps)
+        dims = [d for d in range(x.dim()) if d != 1]
+        if self.training and self.sync_batch_statistics:
+            return self._synced(x, dims)
         if self.training:
             with torch.no_grad():
-                dims = [d for d in range(x.dim()) if d != 1]
                 var, mean = torch.var_mean(x, dim=dims, correction=0)
-                m = x.numel() // x.shape[1]
-                self.scale_factor.mul_(self.fraction).add_(1)
-                self.mean.mul_(self.fraction).add_(mean)
-                self.variance.mul_(self.fraction).add_(var, alpha=m / max(m - 1, 1))
+                self._record(mean, var, x.numel() // x.shape[1])
         return F.batch_norm(x, None, None, None, None, True, 0.0, self.eps)
+
+    def _record(self, mean, var, m):
+        """Caffe's running sums: the statistics of a batch of m values per channel (variance unbiased)."""
+        with torch.no_grad():
+            self.scale_factor.mul_(self.fraction).add_(1)
+            self.mean.mul_(self.fraction).add_(mean)
+            self.variance.mul_(self.fraction).add_(var, alpha=m / max(m - 1, 1))
+
+    def _synced(self, x, dims):
+        """Batch normalisation over the batches of all ranks (what torch's SyncBatchNorm does): the per-channel
+        sums are all-reduced, with their gradients, so that N ranks at batch B normalise as one process at
+        batch N x B. Two passes (mean, then squared deviations), as exact as var_mean."""
+        from torch.distributed.nn.functional import all_reduce
+        view = [1, x.shape[1]] + [1] * (x.dim() - 2)
+        count = torch.full((1,), x.numel() // x.shape[1], dtype=x.dtype, device=x.device)
+        totals = all_reduce(torch.cat([x.sum(dims), count]))
+        m = totals[-1]
+        mean = totals[:-1] / m
+        centred = x - mean.reshape(view)
+        var = all_reduce(centred.square().sum(dims)) / m
+        self._record(mean.detach(), var.detach(), int(m.item()))
+        return centred * torch.rsqrt(var.reshape(view) + self.eps)
 
 
 def _broadcast_shape(x_shape, axis, num_params_axes):

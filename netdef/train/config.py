@@ -72,6 +72,8 @@ SOLVER_FIELDS = {
     "random_seed": Int(-1, "seed for weights, data order and dropout (< 0: from the clock)"),
     "device": Str("auto", "auto, cpu, cuda or cuda:N (netdef)"),
     "precision": Enum(["fp32", "bf16", "fp16"], "fp32", "autocast precision of forward passes (netdef)"),
+    "sync_bn": Bool(False, "with several processes: BatchNorm's batch statistics over the batches of all ranks, "
+                           "as one process at the whole batch would compute them (torch's SyncBatchNorm)"),
     "compile": Bool(False, "run the training passes through torch.compile; a net that cannot compile trains "
                            "eagerly, with a note in the log (netdef)"),
     "log_dir": Str(None, "run folder for TensorBoard events and resolved configs (netdef; default "

@@ -114,6 +114,10 @@ class Solver:
                                       expected="a loss layer (SoftmaxWithLoss, ...) or a top with loss_weight"))
         self.tests = [phase_net(written, "TEST", share_with=self.train.net, **state)
                       for written, state in zip(config.test_nets(), config.test_states())]
+        if config.sync_bn and self.world.distributed:
+            for module in self.train.net.modules():
+                if hasattr(module, "sync_batch_statistics"):
+                    module.sync_batch_statistics = True
         self.forward = data_parallel(self.train.net, self.world, self.device)  # what training passes run through
         if config.compile:
             self.forward = CompiledOrEager(self.forward, self.log)
