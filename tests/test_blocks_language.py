@@ -162,6 +162,21 @@ def test_with_each_rows_and_columns_equal_parallel_lists(tmp_path):
     assert [layers["num_output"] for layers in (lists[f"s{c}"]["convolution_param"] for c in "abc")] == [8, 16, 32]
 
 
+def test_with_each_values_are_templates_of_the_repetition_and_may_be_lists(tmp_path, netdef_cli):
+    """A with_each value is substituted in its repetition's scope (i, n, letter), and a value that is a list
+    or a mapping where the block wants a number is a positioned problem, not a crash (found by tools/fuzz.py)."""
+    table = layer_table(net_file(tmp_path, DATA + """\
+        - {use: conv, name: "s${letter}", bottom: data, with: {relu: "${i}"},
+           with_each: [{num: "${8 * i}", k: 1}, {num: "${8 * i}", k: "${2 * i - 1}"}]}
+        """, name="scoped.yaml"))
+    assert [table[f"s{c}"]["convolution_param"]["num_output"] for c in "ab"] == [8, 16]
+    err = problems(netdef_cli, net_file(tmp_path, DATA + """\
+        - {use: conv, name: "s${letter}", bottom: data, with: {relu: "${i}"},
+           with_each: {num: [8, [16, {k: 1}]], k: [1, 3]}}
+        """, name="nested.yaml"))
+    assert "Traceback" not in err and "internal error" not in err and "(in repetition 2 of 2, i = 2)" in err
+
+
 def test_with_each_problems_are_positioned(tmp_path, netdef_cli):
     err = problems(netdef_cli, net_file(tmp_path, DATA + """\
         - {use: conv, name: "a${i}", bottom: data, with_each: {num: [1, 2, 3], k: [1]}}

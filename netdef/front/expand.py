@@ -490,7 +490,7 @@ class _Expander:
                 name = f"{name}_{k}"
             top = self.top(use, scope, k, n, name)
             given = use.get("with") or {}
-            args = {key: self.substitute(*row[key], scope) if key in row
+            args = {key: self.substitute(row[key][0], scope, row[key][1]) if key in row
                     else self.substitute(given.get(key, default), scope, ("with", key))
                     for key, default in block.args.items()}
         except TemplateError as exc:
