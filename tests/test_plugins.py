@@ -283,3 +283,24 @@ def test_a_plugin_is_searched_in_the_net_s_folder_then_on_sys_path(tmp_path, mon
     code, out, err = netdef_cli("check", path)
     assert code == 0, err
     assert "FromNetFolder" in LAYERS and "OnlyOnSysPath" in LAYERS and "FromSysPath" not in LAYERS
+
+
+def test_the_example_trains_data_parallel_as_one_process(tmp_path):
+    """Every rank imports the plugin module the net names: 2 ranks at batch 32 (gloo, --nproc 2) train
+    the example's Axpy net to the weights of 1 process at batch 64 (within 1e-5); Caffe's Python layer
+    refused multi-GPU training ("PythonLayer does not support CLI Multi-GPU")."""
+    shutil.copy(EXAMPLE / "axpy.py", tmp_path / "axpy.py")
+    net = (EXAMPLE / "se_net.yaml").read_text(encoding="utf-8").replace("../../data/mnist5k",
+                                                                       str(ROOT / "data" / "mnist5k"))
+    runs = {}
+    for name, batch, nproc in [("one", 64, []), ("two", 32, ["--nproc", "2"])]:
+        folder = tmp_path / name
+        folder.mkdir()
+        (tmp_path / f"{name}.yaml").write_text(net.replace("batch_size: 64", f"batch_size: {batch}")
+                                               .replace("batch_size: 100", f"batch_size: {batch}"), encoding="utf-8")
+        code, out, err = netdef_run("train", solver(folder, net=str(tmp_path / f"{name}.yaml")), *nproc, cwd=tmp_path)
+        assert code == 0, out[-2000:] + err[-2000:]
+        runs[name] = torch.load(folder / "snaps" / "se_iter_4.pt", weights_only=True)["weights"]
+    assert any(key.startswith("se1_up.") for key in runs["one"])
+    for key, tensor in runs["one"].items():
+        assert torch.allclose(tensor, runs["two"][key], atol=1e-5, rtol=0), key
