@@ -261,6 +261,19 @@ def test_v1_nets_are_upgraded_by_caffes_rules_and_ceil_mode_is_round_mode(tmp_pa
     assert netdef.read_net(old).graph("TEST").layer("conv").param_spec(1)["lr_mult"] == 2
 
 
+def test_a_caffe_data_layer_without_backend_reads_leveldb_as_caffe_does(tmp_path, netdef_cli):
+    """caffe.proto's DataParameter.backend defaults to LEVELDB, netdef's Data to IDX: a prototxt that
+    leaves it out means Caffe's default (and a missing database is named at its source line)."""
+    net = tmp_path / "net.prototxt"
+    net.write_text('name: "n"\nlayer { name: "data" type: "Data" top: "data" top: "label"\n'
+                   '  data_param { source: "train_leveldb" batch_size: 4 } }\n')
+    status, out, err = netdef_cli("expand", net)
+    assert status == 0, err
+    assert yaml.safe_load(out)["layers"][0]["data_param"]["backend"] == "LEVELDB"
+    status, _, err = netdef_cli("check", net)
+    assert status == 2 and "net.prototxt:3:24: layer 'data' (Data): data source 'train_leveldb'" in err
+
+
 def test_v1_unknown_type_and_v0_nets_are_positioned_errors(tmp_path, netdef_cli):
     unknown = tmp_path / "unknown.prototxt"
     unknown.write_text('layers {\n  name: "x"\n  type: CONVOLUTON\n}\n')

@@ -231,11 +231,11 @@ def _listify(block: Message, fields: dict, compact: bool) -> Message:
 def _layer(raw: Message, compact: bool) -> Message:
     from ..front.schema import layer_fields
     from ..layers import LAYERS
-    from .upgrade import upgrade_fork_fields
+    from .upgrade import apply_caffe_defaults, upgrade_fork_fields
     cls = LAYERS.get(raw.get("type"))
     if cls is None:
         return raw  # an unknown type: left for `netdef check` to report with a hint
-    return _listify(upgrade_fork_fields(raw, cls), layer_fields(cls), compact)
+    return _listify(apply_caffe_defaults(upgrade_fork_fields(raw, cls), cls), layer_fields(cls), compact)
 
 
 def _legacy_input_layer(net: Message) -> Message | None:

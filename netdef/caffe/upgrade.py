@@ -122,3 +122,15 @@ def upgrade_fork_fields(layer, cls):
             raise NetdefError(Problem("'ceil_mode' must be true or false", block.where("ceil_mode"), found=str(ceil)))
         block.put("round_mode", "CEIL" if ceil else "FLOOR", "ceil_mode")
     return layer
+
+
+def apply_caffe_defaults(layer, cls):
+    """The fields a Caffe layer leaves out whose Caffe default is not netdef's (the class's caffe_defaults,
+    e.g. a Data layer's backend, LEVELDB in Caffe), set to Caffe's value at the block's place."""
+    for key, defaults in cls.caffe_defaults.items():
+        block = layer.get(key)
+        if hasattr(block, "key_pos"):
+            for field, value in defaults.items():
+                if field not in block:
+                    block.put(field, value, field)
+    return layer

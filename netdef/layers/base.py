@@ -110,6 +110,9 @@ class Layer:
     drawn_fields: ClassVar[tuple] = ()  # fields a drawing shows (in this order) when the file sets them
     drawn_always: ClassVar[tuple] = ()  # of those, the ones shown at their default too (first block only)
     summary: ClassVar[str] = ""  # one line for the README's layer table
+    # {block: {field: value}} where Caffe's own default differs from netdef's: a layer read from Caffe's text
+    # format (netdef/caffe) that leaves the field out gets Caffe's value, as Caffe would read it.
+    caffe_defaults: ClassVar[dict] = {}
 
     def __init__(self, spec):
         self.spec = spec

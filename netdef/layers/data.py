@@ -136,6 +136,7 @@ DATUM_DECODE_FIELDS = {
 @register
 class Data(Layer):
     """Reads a data set into memory and serves batches: TRAIN shuffles each epoch, TEST reads in order."""
+    caffe_defaults = {"data_param": {"backend": "LEVELDB"}}  # caffe.proto: DataParameter.backend
     summary = "data set reader (backends IDX: MNIST files, CIFAR, Caffe's LMDB and LEVELDB) with transform_param"
     blocks = {
         "data_param": {
