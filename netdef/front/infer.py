@@ -11,10 +11,12 @@ the first axis of its first bottom (netdef.layers.base states the contract).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ..errors import NetdefError, Problem, ShapeError
 from .graph import Graph
+from .limits import MAX_ELEMENTS
 from ..layers.base import DATA, numel
 
 BYTES_PER_ELEMENT = 4
@@ -74,6 +76,13 @@ class NetInfo:
         return next(r for r in self.layers if r.name == name)
 
 
+def _count_text(count) -> str:
+    """A huge count briefly: 1.92e+46, or about 10^400 for an integer past what a float holds."""
+    if isinstance(count, int) and count.bit_length() > 1000:
+        return f"about 10^{int(math.log10(count))}"
+    return f"{count:.3g}"
+
+
 def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
     """Shape-propagate a graph; raises NetdefError listing every layer whose inputs do not fit.
     `input_shapes` (blob -> shape) replaces the shapes that source layers (Input, Data, ...) declare,
@@ -110,6 +119,15 @@ def infer(graph: Graph, input_shapes: dict | None = None) -> NetInfo:
                                          hint=f"{source} is too small for this kernel/stride"))
         if empty:
             continue  # later layers would only repeat the problem
+        huge = [(f"output '{top}'", numel(shape)) for top, shape in zip(spec.tops, outs)] + \
+            [(f"blob '{blob.name}'", blob.count) for blob in blobs]
+        huge = [(what, count) for what, count in huge if count > MAX_ELEMENTS]
+        for what, count in huge:
+            problems.append(spec.problem(f"{what} would have {_count_text(count)} elements, more than an int64 can "
+                                         "count", spec.impl.output_size_field(), expected=f"at most {MAX_ELEMENTS:,}",
+                                         found=_count_text(count)))
+        if huge:
+            continue
         params = trainable = 0
         for blob in blobs:
             param = spec.param_spec(blob.param_index)

@@ -14,3 +14,4 @@ MAX_TEMPLATE_CHARS = 1_000  # one `${...}` expression
 MAX_TEMPLATE_STEPS = 10_000  # evaluation steps of one expression
 MAX_TEMPLATE_BITS = 4_096  # an integer a template computes (2**4096 is already absurd for a net)
 MAX_TEMPLATE_ITEMS = 100_000  # a string or list a template builds
+MAX_ELEMENTS = 2 ** 63 - 1  # elements of one blob or parameter: what an int64 can count
