@@ -61,4 +61,5 @@ def test_net_on_the_command_line_replaces_the_solvers_net(tmp_path, capsys, monk
     out = capsys.readouterr()
     log = out.out + out.err
     assert "net: other.yaml from the command line instead of the solver's dummy.yaml" in log
-    assert "Setting up other_ip" in log and "Setting up ip\n" not in log
+    setup = (tmp_path / "runs" / "1" / "train.log").read_text()  # the per-layer lines' place
+    assert "] Setting up other_ip\n" in setup and "] Setting up ip\n" not in setup

@@ -2,6 +2,7 @@
 iter_size, every solver type and lr policy, test nets and the run folder."""
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -26,9 +27,14 @@ def test_log_lines_follow_caffe(tiny):
     code, out, err = run_netdef("train", write_solver(tiny, max_iter=10, display=5, test_interval=5))
     assert code == 0, err
     lines = out.splitlines()
-    assert "Top shape: 16 1 28 28 (12544)" in lines and "Top shape: 16 4 12 12 (9216)" in lines
-    assert "Top shape: (1)" in lines and "    with loss weight 1" in lines
-    assert any(re.fullmatch(r"Memory required for data: \d+", line) for line in lines)
+    setup = [line.split("] ", 1)[1] for line in (tiny / "runs" / "1" / "train.log").read_text().splitlines()]
+    assert "Top shape: 16 1 28 28 (12544)" in setup and "Top shape: 16 4 12 12 (9216)" in setup
+    assert "Top shape: (1)" in setup and "    with loss weight 1" in setup
+    assert any(re.fullmatch(r"Memory required for data: \d+", line) for line in setup)
+    assert not any(line.startswith(("Setting up", "Top shape", "Memory required")) for line in lines)
+    assert any(re.fullmatch(r"Training net \S+ \(TRAIN\): \d+ layers, [\d,]+ parameters, activations .+ per batch, "
+                            r"from .*tiny.yaml", line) for line in lines)
+    assert f"Per-layer set-up (Caffe's Setting up / Top shape lines): {tiny / 'runs' / '1' / 'train.log'}" in lines
     assert "Learning Rate Policy: inv" in lines
     expected_order = [
         r"Iteration 0, Testing net \(#0\)",

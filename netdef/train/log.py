@@ -1,17 +1,22 @@
 """Caffe's log text, line for line (so that Caffe's tools/extra/parse_log.py patterns apply): the net set-up
 lines, the output lines of training, testing and `netdef test`, and where the lines go (stdout, above the
-progress bar while one runs, and the run folder's log file with glog's prefix)."""
+progress bar while one runs, and the run folder's log file with glog's prefix). The terminal gets each net's
+set-up as one line (`setup_summary`); the per-layer lines go to the log file alone."""
 from __future__ import annotations
 
 import collections
 import contextlib
 import os
 import sys
+import time
 from datetime import datetime
 
 import torch
 
 from ..layers.base import numel
+from ..text import memory
+
+TIMED_TEST_BATCHES = 10  # a test pass of at least this many batches says how long it will take
 
 
 def setup_lines(info) -> list:
@@ -28,6 +33,19 @@ def setup_lines(info) -> list:
             memory += count
         lines.append(f"Memory required for data: {memory * 4}")
     return lines
+
+
+def setup_summary(what: str, info) -> str:
+    """`Training net lenet (TRAIN): 9 layers, 431,080 parameters, activations 2.3 MiB per batch`: the
+    summary's totals (netdef summary), the terminal's stand-in for a net's per-layer set-up lines."""
+    return (f"{what} {info.graph.name} ({info.graph.state.phase}): {len(info.layers)} layers, "
+            f"{info.total_params:,} parameters, activations {memory(info.total_memory)} per batch")
+
+
+def test_estimate_line(index: int, seconds: float, batches: int) -> str:
+    """`Test net #0: about 1,234 s for 1000 batches (test_iter)`."""
+    shown = f"{seconds:.2g}" if seconds < 10 else f"{seconds:,.0f}"
+    return f"Test net #{index}: about {shown} s for {batches} batches (test_iter)"
 
 
 def output_values(outputs: dict, loss_weights: dict) -> list:
@@ -70,7 +88,6 @@ def epoch_line(feed, iter_size: int) -> str | None:
 def peak_memory_line(device) -> str:
     """`Peak memory: 812.3 MiB resident` (and the device's peak allocation on a GPU): for the run's report."""
     import resource
-    from ..text import memory
     resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB
     line = f"Peak memory: {memory(resident)} resident"
     if device.type == "cuda":
@@ -86,15 +103,22 @@ def glog_line(when: datetime, text: str) -> str:
 
 class Log:
     """Prints log lines; while `progress()` runs a tqdm bar (in a terminal only), above the bar. After
-    `keep_in(path)` every line, from the first, also goes to that file (with glog's prefix)."""
+    `keep_in(path)` every line, from the first, also goes to that file (with glog's prefix). Without a
+    terminal, `progress_line()` prints where the run is instead of the bar."""
 
     def __init__(self):
         self.bar = None
         self.file = None
         self.pending = collections.deque(maxlen=100_000)  # (time, text) of the lines before keep_in
+        self.started = None  # (time, iteration, max_iter) of the running progress()
+        self.estimated = set()  # the test nets whose pass length has been logged (once a run)
 
     def __call__(self, text: str) -> None:
         self.record(text)
+        self.show(text)
+
+    def show(self, text: str) -> None:
+        """On the terminal only (above the bar while one runs)."""
         if self.bar is not None and not self.bar.disable:
             self.bar.write(text)
         else:
@@ -126,13 +150,57 @@ class Log:
         from tqdm import tqdm
         self.bar = tqdm(total=total, initial=initial, disable=not sys.stdout.isatty(), unit="iter",
                         dynamic_ncols=True, leave=False)
+        self.started = (time.perf_counter(), initial, total)
         try:
             yield self.bar
         finally:
             self.bar.close()
             self.bar = None
+            self.started = None
 
     def advance(self) -> None:
         """One iteration done."""
         if self.bar is not None:
             self.bar.update(1)
+
+    def progress_line(self, iteration: int) -> None:
+        """`Progress: 500/10000 iterations (5%), 41.2 iter/s, ETA 03:50` on a stdout that is not a terminal
+        (a terminal has the bar): the rate since this run's first iteration, tests and snapshots included,
+        so that the ETA holds. Not in the log file, whose lines carry their times."""
+        if self.started is None or not self.bar.disable:
+            return
+        from tqdm import tqdm
+        began, initial, total = self.started
+        done, lapse = iteration - initial, time.perf_counter() - began
+        if done <= 0 or lapse <= 0:
+            return
+        rate = done / lapse
+        self.show(f"Progress: {iteration}/{total} iterations ({100 * iteration // max(total, 1)}%), "
+                  f"{rate:.3g} iter/s, ETA {tqdm.format_interval((total - iteration) / rate)}")
+
+    @contextlib.contextmanager
+    def test_progress(self, index: int, batches: int):
+        """A test pass's own bar (in a terminal only), under the training bar; yields `on_batch(k)`, to be
+        called after each batch: it moves the bar and, for a pass of TIMED_TEST_BATCHES or more, logs (the
+        first time in the run) how long the pass will take, timed on the batches after the first (which pays for warming up)."""
+        from tqdm import tqdm
+        bar = tqdm(total=batches, disable=not sys.stdout.isatty(), unit="batch", desc=f"test #{index}",
+                   dynamic_ncols=True, leave=False)
+        began, first_done = time.perf_counter(), None
+        timed = min(batches - 1, 3)  # batches after the first that the estimate is timed on
+
+        def on_batch(k: int) -> None:
+            nonlocal first_done
+            bar.update(1)
+            if batches < TIMED_TEST_BATCHES or index in self.estimated:
+                return
+            if k == 0:
+                first_done = time.perf_counter()
+            elif k == timed:
+                per_batch = (time.perf_counter() - first_done) / timed
+                self.estimated.add(index)
+                self(test_estimate_line(index, first_done - began + per_batch * (batches - 1), batches))
+        try:
+            yield on_batch
+        finally:
+            bar.close()

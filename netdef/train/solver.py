@@ -29,7 +29,7 @@ from .device import CompiledOrEager, autocast, grad_scaler, memory_format, resol
 from .distributed import World, data_parallel, no_sync
 from .evaluate import evaluate
 from .faults import first_non_finite_layer, non_finite, prefix_lock, remove_orphans
-from .log import Log, epoch_line, output_line, output_values, peak_memory_line, setup_lines
+from .log import Log, epoch_line, output_line, output_values, peak_memory_line, setup_lines, setup_summary
 from .lr_policy import learning_rate
 from .nets import build_phase_net
 from .run_folder import RunFolder, run_folder_path
@@ -59,7 +59,7 @@ class _ScaledStep:
 class _QuietLog(Log):
     """The log of ranks other than 0: rank 0 alone prints, keeps the log file and shows progress."""
 
-    def __call__(self, text: str) -> None:
+    def show(self, text: str) -> None:
         pass
 
     def record(self, text: str) -> None:
@@ -71,6 +71,10 @@ class _QuietLog(Log):
     @contextlib.contextmanager
     def progress(self, total: int, initial: int):
         yield None
+
+    @contextlib.contextmanager
+    def test_progress(self, index: int, batches: int):
+        yield lambda k: None
 
 
 class Solver:
@@ -272,13 +276,16 @@ class Solver:
             self.log(note)
         self.log(f"Solver {config.path}: type {config.type}, device {self.device}, precision {config.precision}, "
                  f"random_seed {self.seed}" + (" (from the clock)" if config.random_seed < 0 else ""))
-        for phase_net in [self.train] + self.tests[:1]:
+        for phase_net in [self.train] + self.tests[:1]:  # the per-layer lines: the log file's alone
             what = "training net" if phase_net is self.train else "test net"
-            self.log(f"Creating {what} from {phase_net.path} ({phase_net.info.graph.name}, "
-                     f"{phase_net.info.graph.state.phase})")
+            self.log.record(f"Creating {what} from {phase_net.path} ({phase_net.info.graph.name}, "
+                            f"{phase_net.info.graph.state.phase})")
             for line in setup_lines(phase_net.info):
-                self.log(line)
-            self.log("Network initialization done.")
+                self.log.record(line)
+            self.log.record("Network initialization done.")
+            self.log.show(setup_summary(what.capitalize(), phase_net.info) + f", from {phase_net.path}")
+        if self.world.is_main:
+            self.log.show(f"Per-layer set-up (Caffe's Setting up / Top shape lines): {self.run_folder.log_path}")
         epoch = epoch_line(self.train.feed, config.iter_size * self.world.size)
         if epoch:
             self.log(epoch)
@@ -405,6 +412,7 @@ class Solver:
             self.log(output_line("Train", index, blob, value, weight))
             self._scalar(f"train_outputs/{blob}", value)
         self.log(f"Iteration {self.iter}, lr = {rate:.6g}")
+        self.log.progress_line(self.iter)
         self._scalar("train/loss", smoothed)
         self._scalar("train/lr", rate)
         if self.iter > self._timer_iter:
@@ -425,8 +433,11 @@ class Solver:
         phase_net = self.tests[index]
         self.log(f"Iteration {self.iter}, Testing net (#{index})")
         before = phase_net.feed.state_dict()
-        means = evaluate(phase_net.net, phase_net.feed, self.config.test_iter[index], autocast=self.autocast,
-                         interrupted=lambda: self.world.any(self.signals.stop_pending()))
+        batches = self.config.test_iter[index]
+        with self.log.test_progress(index, batches) as batch_done:
+            means = evaluate(phase_net.net, phase_net.feed, batches, autocast=self.autocast,
+                             on_batch=lambda k, outputs: batch_done(k),
+                             interrupted=lambda: self.world.any(self.signals.stop_pending()))
         if means is not None:
             means = self.world.average(means)  # each rank tested its shard of every batch
         if means is None:
