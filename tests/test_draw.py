@@ -247,3 +247,40 @@ def test_what_a_node_shows_is_declared_by_its_layer_class():
     pool = next(node for node in drawing.nodes.values() if node.title == "pool1")
     conv = next(node for node in drawing.nodes.values() if node.title == "conv1")
     assert pool.lines[:2] == ["Pooling MAX", "k2 s2 p0"] and conv.lines[:2] == ["Convolution", "out 20 k5 s1"]
+
+
+def test_a_png_too_large_to_read_collapses_its_blocks_and_says_so(tmp_path, capsys):
+    net = tmp_path / "resnet152_like.yaml"
+    net.write_text(resnet152_like())
+    png = tmp_path / "resnet.png"
+    assert main(["draw", str(net), "-o", str(png), "--phase", "TEST"]) == 0
+    out, err = capsys.readouterr()
+    assert "with blocks collapsed (--collapse-blocks)" in err and "too large for a readable PNG" in err
+    assert out.startswith(f"{png}: 54 layer nodes")  # conv1 and 50 units collapsed, data, pool1, fc
+    with Image.open(png) as image:  # 54 boxes at about their natural size, not a 289-pixel strip of 669
+        assert max(image.size) <= 16000 and image.width > 300
+    svg = tmp_path / "resnet.svg"  # SVG and HTML zoom: every layer stays
+    assert main(["draw", str(net), "-o", str(svg), "--phase", "TEST"]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.startswith(f"{svg}: 669 layer nodes")
+
+
+def test_counts_of_one_are_singular(tmp_path, capsys):
+    net = tmp_path / "one.yaml"
+    net.write_text("""\
+name: one
+blocks:
+  single:
+    layers:
+      - {name: "${name}", type: ReLU, bottom: "${bottom}", top: "${top}"}
+layers:
+  - {name: data, type: Input, top: data, input_param: {shape: {dim: [1, 3]}}}
+  - {use: single, name: act, bottom: data}
+""")
+    drawing = build_drawing(net, phase="TEST", collapse_blocks=True)
+    block = next(node for node in drawing.nodes.values() if node.kind == "block")
+    assert "1 layer" in block.lines and drawing.summaries[0].startswith("TEST: 2 layers")
+    assert main(["draw", str(net), "-o", str(tmp_path / "one.svg"), "--collapse-blocks", "--phase", "TEST"]) == 0
+    assert re.search(r"\b1 (layers|blobs|edges|layer nodes)\b", capsys.readouterr().out) is None
+    texts = " | ".join(svg_texts(tmp_path / "one.svg")[1])
+    assert "1 layers" not in texts

@@ -58,6 +58,11 @@ def key_parameters(spec) -> str:
     return spec.impl.key_parameters()
 
 
+def count(n: int, noun: str) -> str:
+    """`1 layer`, `2 layers`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _cost_text(params, macs) -> str:
     return " · ".join(part for part in (f"{human(params)} params" if params else "",
                                         f"{human(macs)} MACs" if macs else "") if part)
@@ -99,7 +104,7 @@ def _name_list(names, head=6, tail=2) -> str:
 
 
 def _block_node(row, node_id) -> Node:
-    lines = [f"block {row['block']}", f"{len(row['layers'])} layers",
+    lines = [f"block {row['block']}", count(len(row['layers']), "layer"),
              " ".join(shape_text(s) for s in row["shapes"]), _cost_text(row["params"], row["macs"])]
     details = {"name": row["name"], "block": row["block"], "layers": _name_list(row["layers"]), "tops": ", ".join(row["tops"]),
                "output shapes": ", ".join(shape_text(s) for s in row["shapes"]), "params": row["params"], "trainable": row["trainable"],

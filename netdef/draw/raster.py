@@ -22,6 +22,14 @@ def _patch(shape, scale):
                           boxstyle=f"round,pad={radius}", **style)
 
 
+def natural_scale(scene, fmt: str) -> float:
+    """Below 1, the scene is shrunk to fit a PNG's pixel limit or a PDF's page limit (its text with it)."""
+    longest = max(scene.width, scene.height)
+    if fmt == "pdf":
+        return min(1.0, MAX_PDF_POINTS / longest)
+    return min(1.0, MAX_PIXELS / (PNG_SCALE * longest))
+
+
 def render(scene, output, fmt: str):
     import matplotlib
     matplotlib.use("Agg")
@@ -29,9 +37,8 @@ def render(scene, output, fmt: str):
     from matplotlib.patches import PathPatch, Polygon
     from matplotlib.path import Path
 
-    longest = max(scene.width, scene.height)
-    scale = min(1.0, MAX_PDF_POINTS / longest) if fmt == "pdf" else 1.0
-    dpi = 72 * (min(PNG_SCALE, MAX_PIXELS / longest) if fmt == "png" else 1.0)
+    scale = natural_scale(scene, fmt) if fmt == "pdf" else 1.0
+    dpi = 72 * (PNG_SCALE * natural_scale(scene, fmt) if fmt == "png" else 1.0)
     figure = plt.figure(figsize=(scene.width * scale / 72, scene.height * scale / 72), dpi=dpi)
     axes = figure.add_axes((0, 0, 1, 1))
     axes.set_xlim(0, scene.width)
