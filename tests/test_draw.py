@@ -284,3 +284,28 @@ layers:
     assert re.search(r"\b1 (layers|blobs|edges|layer nodes)\b", capsys.readouterr().out) is None
     texts = " | ".join(svg_texts(tmp_path / "one.svg")[1])
     assert "1 layers" not in texts
+
+
+def test_block_frame_labels_are_drawn_over_every_node(tmp_path):
+    net = tmp_path / "blocky.yaml"
+    net.write_text(BLOCK_NET)
+    svg = tmp_path / "blocky.svg"
+    assert main(["draw", str(net), "-o", str(svg)]) == 0
+    root, _ = svg_texts(svg)
+    layers = [g.get("class") for g in root.findall(f"{SVG}g")]
+    assert layers == ["clusters", "edges", "nodes", "cluster-labels"]  # painted in this order: labels last
+    labels = ["".join(t.itertext()) for t in root.find(f"{SVG}g[@class='cluster-labels']")]
+    assert sorted(labels) == sorted(c.title for c in build_drawing(net).clusters.values())
+    assert root.find(f"{SVG}g[@class='clusters']").find(f"{SVG}text") is None
+
+
+def test_html_page_first_view_fits_the_whole_net(tmp_path, chromium):
+    net = tmp_path / "resnet152_like.yaml"
+    net.write_text(resnet152_like())
+    page = tmp_path / "resnet.html"
+    assert main(["draw", str(net), "-o", str(page), "--phase", "TEST"]) == 0
+    scene = build_scene(build_drawing(net, phase="TEST"))
+    dom, console = screenshot_html.run_chromium(page, size=(1000, 700))
+    assert console == [] and 'data-ready="1"' in dom
+    view_box = [float(v) for v in re.search(r'<svg[^>]* viewBox="([^"]+)"', dom).group(1).split()]
+    assert view_box == pytest.approx([0, 0, scene.width, scene.height], abs=0.1)  # all of it, not its top

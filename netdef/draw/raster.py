@@ -3,7 +3,7 @@ library, no Graphviz). One scene unit is one point; large nets are scaled down t
 pixel limit of PNG writers and the page-size limit of PDF viewers."""
 from __future__ import annotations
 
-from .scene import EDGE_COLOR, TEXT_COLOR, octagon_points
+from .scene import EDGE_COLOR, LABEL_HALO, TEXT_COLOR, octagon_points
 
 MATPLOTLIB_FONT = "DejaVu Sans"  # shipped inside matplotlib, and the font the SVG asks for first
 MAX_PIXELS = 16000  # longest PNG side
@@ -36,6 +36,7 @@ def render(scene, output, fmt: str):
     import matplotlib.pyplot as plt
     from matplotlib.patches import PathPatch, Polygon
     from matplotlib.path import Path
+    from matplotlib.patheffects import withStroke
 
     scale = natural_scale(scene, fmt) if fmt == "pdf" else 1.0
     dpi = 72 * (PNG_SCALE * natural_scale(scene, fmt) if fmt == "png" else 1.0)
@@ -45,12 +46,12 @@ def render(scene, output, fmt: str):
     axes.set_ylim(scene.height, 0)
     axes.axis("off")
 
-    def text(t):
+    def text(t, **style):
         axes.text(t.x, t.y, t.text, fontsize=t.size * scale, fontweight="bold" if t.bold else "normal",
-                  ha="center" if t.anchor == "middle" else "left", va="baseline", color=TEXT_COLOR, family=MATPLOTLIB_FONT)
-    for shape, title in scene.clusters:
+                  ha="center" if t.anchor == "middle" else "left", va="baseline", color=TEXT_COLOR, family=MATPLOTLIB_FONT,
+                  **style)
+    for shape, _ in scene.clusters:
         axes.add_patch(_patch(shape, scale))
-        text(title)
     for curve in scene.curves:
         vertices, codes = [curve.start], [Path.MOVETO]
         for segment in curve.segments:
@@ -62,5 +63,8 @@ def render(scene, output, fmt: str):
         axes.add_patch(_patch(group.shape, scale))
         for t in group.texts:
             text(t)
+    halo = [withStroke(linewidth=LABEL_HALO * scale, foreground="white")]
+    for _, title in scene.clusters:  # over every node and edge, as in the SVG
+        text(title, path_effects=halo, zorder=10)
     figure.savefig(output, format=fmt, dpi=dpi, facecolor="white")
     plt.close(figure)

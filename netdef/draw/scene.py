@@ -16,6 +16,7 @@ BOLD_CHAR_WIDTH = 0.69
 ARROW = 7.0
 CLUSTER_PAD = 9.0
 CLUSTER_LABEL = 14.0
+LABEL_HALO = 3.0  # white outline under block-frame labels, which are drawn over everything else
 EDGE_COLOR = "#5a5a5a"
 TEXT_COLOR = "#1a1a1a"
 # Fill per layer kind; Caffe's draw_net hues (conv red, pooling orange, inner product purple, neurons
@@ -75,7 +76,7 @@ class Scene:
     width: float
     height: float
     title: str
-    clusters: list = field(default_factory=list)  # (Shape, Text), outermost first
+    clusters: list = field(default_factory=list)  # (Shape, Text), outermost first; labels drawn last
     curves: list = field(default_factory=list)
     groups: list = field(default_factory=list)
 

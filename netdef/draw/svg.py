@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from html import escape
 
-from .scene import EDGE_COLOR, FONT, TEXT_COLOR, octagon_points
+from .scene import EDGE_COLOR, FONT, LABEL_HALO, TEXT_COLOR, octagon_points
 
 
 def _num(v: float) -> str:
@@ -27,10 +27,10 @@ def _shape(shape) -> str:
             f'rx="{radius}" {style}/>')
 
 
-def _text(text) -> str:
+def _text(text, extra="") -> str:
     weight = ' font-weight="bold"' if text.bold else ""
     anchor = "" if text.anchor == "start" else f' text-anchor="{text.anchor}"'
-    return (f'<text x="{_num(text.x)}" y="{_num(text.y)}" font-size="{_num(text.size)}"{weight}{anchor}>'
+    return (f'<text x="{_num(text.x)}" y="{_num(text.y)}" font-size="{_num(text.size)}"{weight}{anchor}{extra}>'
             f'{escape(text.text)}</text>')
 
 
@@ -48,13 +48,17 @@ def to_svg(scene, standalone=True) -> str:
              f"<title>{escape(scene.title)}</title>",
              f'<rect x="0" y="0" width="{_num(scene.width)}" height="{_num(scene.height)}" fill="white"/>',
              '<g class="clusters">']
-    parts += [_shape(shape) + _text(text) for shape, text in scene.clusters]
+    parts += [_shape(shape) for shape, _ in scene.clusters]
     parts.append('</g><g class="edges">')
     parts += [_curve(curve) for curve in scene.curves]
     parts.append('</g><g class="nodes">')
     for index, group in enumerate(scene.groups):
         parts.append(f'<g class="node" id="n{index}">' + _shape(group.shape) + "".join(_text(t) for t in group.texts)
                      + "</g>")
+    # Block-frame labels go last, haloed, so that no node or edge of a neighbouring rank can hide them.
+    parts.append(f'</g><g class="cluster-labels" stroke="white" stroke-width="{_num(LABEL_HALO)}" '
+                 'paint-order="stroke" stroke-linejoin="round">')
+    parts += [_text(text) for _, text in scene.clusters]
     parts.append("</g></svg>\n")
     return "\n".join(parts)
 
@@ -119,11 +123,6 @@ g.node:hover > :first-child, g.node.pinned > :first-child {{ stroke: #d00; strok
     apply();
   }}
   function fit() {{ box = Object.assign({{}}, full); apply(); }}
-  function start() {{
-    const r = view.getBoundingClientRect();
-    const scale = Math.min(1, r.width / full.w, 1);
-    if (full.h * scale <= r.height) {{ fit(); }} else {{ atScale(Math.max(scale, 0.35)); }}
-  }}
   function toUser(event) {{
     const p = new DOMPoint(event.clientX, event.clientY);
     return p.matrixTransform(svg.getScreenCTM().inverse());
@@ -203,8 +202,8 @@ g.node:hover > :first-child, g.node.pinned > :first-child {{ stroke: #d00; strok
   document.getElementById("search").addEventListener("keydown", function (event) {{
     if (event.key === "Enter") focus(event.target.value);
   }});
-  // page.html#conv2 opens with layer conv2 centred and its details shown
-  if (!focus(decodeURIComponent(location.hash.slice(1)))) start();
+  // page.html#conv2 opens with layer conv2 centred and its details shown; otherwise the whole net fits
+  if (!focus(decodeURIComponent(location.hash.slice(1)))) fit();
   document.body.dataset.ready = "1";
 }})();
 </script>
