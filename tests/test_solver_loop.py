@@ -1,8 +1,14 @@
 """The training loop (netdef/train/solver.py) run from real solver files: Caffe's log lines, TensorBoard events,
 iter_size, every solver type and lr policy, test nets and the run folder."""
+import fcntl
 import math
+import os
+import pty
 import re
-from pathlib import Path
+import struct
+import subprocess
+import sys
+import termios
 
 import pytest
 import torch
@@ -152,3 +158,41 @@ def test_test_iter_must_match_the_test_nets(tiny):
     solver = write_solver(tiny, net=None, train_net="tiny.yaml", test_net=["tiny.yaml"], test_iter=[2, 2])
     code, _, err = run_netdef("train", solver)
     assert code == 2 and "give one 'test_iter' per test net" in err and "solver.yaml:" in err
+
+
+def test_without_a_terminal_progress_lines_and_the_test_pass_length_are_printed(tiny):
+    code, out, err = run_netdef("train", write_solver(tiny, max_iter=20, display=5, test_interval=10, test_iter=12))
+    assert code == 0, err
+    progress = re.findall(rf"^Progress: (\d+)/20 iterations \((\d+)%\), ({NUMBER}) iter/s, ETA (\d\d:\d\d)$", out, re.M)
+    assert [(int(n), int(pct)) for n, pct, _, _ in progress] == [(5, 25), (10, 50), (15, 75)]
+    assert all(float(rate) > 0 for _, _, rate, _ in progress)
+    estimates = re.findall(rf"^Test net #0: about ({NUMBER}) s for 12 batches \(test_iter\)$", out, re.M)
+    assert len(estimates) == 1 and float(estimates[0]) > 0  # once a run, in the first pass (of three)
+    lines = out.splitlines()
+    assert lines[lines.index("Iteration 0, Testing net (#0)") + 1].startswith("Test net #0: about ")
+    log = (tiny / "runs" / "1" / "train.log").read_text()
+    assert "Progress: " not in log and "] Test net #0: about " in log  # the log file's lines carry their times
+
+
+def test_on_a_terminal_bars_replace_the_progress_lines(tiny):
+    solver = write_solver(tiny, max_iter=20, display=5, test_interval=10, test_iter=12)
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # tqdm draws in its width
+    child = subprocess.Popen([sys.executable, "-m", "netdef", "train", str(solver)], cwd=tiny, stdout=follower,
+                             stderr=follower, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert child.wait(timeout=120) == 0
+    screen = b"".join(chunks).decode(errors="replace")
+    assert "Progress: " not in screen and "Top shape: " not in screen
+    assert re.search(r"test #0: +\d+%.*\| \d+/12 ", screen) and re.search(r"\| \d+/20 \[", screen)  # both bars
+    assert "Test net #0: about " in screen and "Optimization Done." in screen
