@@ -76,8 +76,9 @@ SOLVER_FIELDS = {
                            "as one process at the whole batch would compute them (torch's SyncBatchNorm)"),
     "compile": Bool(False, "run the training passes through torch.compile; a net that cannot compile trains "
                            "eagerly, with a note in the log (netdef)"),
-    "log_dir": Str(None, "run folder for TensorBoard events and resolved configs (netdef; default "
-                         "runs/<solver name>)"),
+    "log_dir": Str(None, "the folder of this solver's numbered run folders, <log_dir>/<N>/, each holding the "
+                         "resolved solver and nets, train.log and the TensorBoard events; relative to the solver "
+                         "file (netdef; default runs/<solver file stem>/<N>/ in the current folder)"),
     "solver_mode": Enum(["CPU", "GPU"], None, "Caffe's device choice: CPU is device cpu, GPU the GPU (cuda:device_id; "
                                             "the CPU where there is none); an explicit device wins"),
     "device_id": Int(0, "Caffe's GPU number, with solver_mode GPU", minimum=0),
