@@ -17,7 +17,8 @@ class Field:
     """One parameter: `kind` is int, float, bool, str, enum or block (a nested table of fields)."""
 
     def __init__(self, kind, default=None, doc="", *, required=False, minimum=None, maximum=None,
-                 exclusive_minimum=None, choices=None, repeated=False, fields=None, list_of=False, ref=None):
+                 exclusive_minimum=None, choices=None, repeated=False, fields=None, list_of=False, ref=None,
+                 path=False):
         self.kind = kind
         self.default = default
         self.doc = doc
@@ -30,6 +31,7 @@ class Field:
         self.fields = fields  # for kind == "block"
         self.list_of = list_of  # a list of blocks (Caffe's repeated messages)
         self.ref = ref  # a block used in many places (fillers): defined once under this $defs name
+        self.path = path  # a file or folder relative to the net file (`netdef expand -o` rebases it)
 
     def _scalar_schema(self, templates, defs):
         if self.kind == "block":
@@ -167,3 +169,25 @@ def Enum(choices, default=None, doc="", **kw):
 
 def Block(fields, doc="", default=None, **kw):
     return Field("block", default, doc, fields=fields, **kw)
+
+
+def File(default=None, doc="", **kw):
+    """A str field naming a file or folder relative to the net file."""
+    return Field("str", default, doc, path=True, **kw)
+
+
+def rebase_paths(fields: dict, values: dict, move) -> dict:
+    """`values` (a parameter block as written) with every path field's value passed through `move`, nested
+    blocks included; the other values as they are."""
+    rebased = dict(values)
+    for name, value in values.items():
+        spec = fields.get(name)
+        if spec is None or value is None:
+            continue
+        if spec.path:
+            rebased[name] = [move(v) for v in value] if isinstance(value, list) else move(value)
+        elif spec.kind == "block" and spec.fields:
+            nested = value if isinstance(value, list) else [value]
+            moved = [rebase_paths(spec.fields, v, move) if isinstance(v, dict) else v for v in nested]
+            rebased[name] = moved if isinstance(value, list) else moved[0]
+    return rebased

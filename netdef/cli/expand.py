@@ -1,21 +1,45 @@
 """Print a net file with every block instance replaced by its layers: a flat Caffe-style net that is
-valid netdef input again."""
+valid netdef input again. Written to another folder (-o), its relative paths (data sources, mean files,
+every field its layer class marks as a path) are rebased so that they still name the same files."""
+import dataclasses
+import os
 import sys
+from pathlib import Path
 
 from .. import expand_file
+from ..fields import rebase_paths
 from ..front.expand import dump_net
+from ..layers import LAYERS
 
 
 def add_arguments(parser):
     parser.add_argument("net", help="net file (.yaml)")
-    parser.add_argument("-o", "--output", help="write to this file instead of standard output")
+    parser.add_argument("-o", "--output", help="write to this file instead of standard output; relative paths "
+                                               "in the net are rewritten to be relative to its folder")
+
+
+def rebased_layers(layers: list, old_dir: Path, new_dir: Path) -> list:
+    """The layers with each relative path field rewritten from `old_dir` to `new_dir`."""
+    def move(value):
+        if not isinstance(value, str) or not value or os.path.isabs(value):
+            return value
+        moved = Path(os.path.relpath(old_dir / value, new_dir)).as_posix()
+        return moved + "/" if value.endswith("/") else moved  # Caffe's root_folder is a prefix
+    result = []
+    for layer in layers:
+        blocks = getattr(LAYERS.get(layer.get("type")), "blocks", {})
+        result.append({key: rebase_paths(blocks[key], value, move) if key in blocks and isinstance(value, dict) else value
+                       for key, value in layer.items()})
+    return result
 
 
 def run(args) -> int:
-    text = dump_net(expand_file(args.net))
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            out.write(text)
-    else:
-        sys.stdout.write(text)
+    expanded = expand_file(args.net)
+    if not args.output:
+        sys.stdout.write(dump_net(expanded))
+        return 0
+    old_dir, new_dir = Path(args.net).resolve().parent, Path(args.output).resolve().parent
+    moved = dataclasses.replace(expanded, layers=rebased_layers(expanded.layers, old_dir, new_dir))
+    new_dir.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(dump_net(moved), encoding="utf-8")
     return 0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fields import Float, Str
+from ..fields import File, Float, Str
 from ..errors import ShapeError
 from ..data.mean import load_mean
 
 AUGMENT_FIELDS = {
-    "mean_file": Str(None, "mean image (.npy, C x H x W of the stored images, from tools/compute_image_mean.py) "
+    "mean_file": File(None, "mean image (.npy, C x H x W of the stored images, from tools/compute_image_mean.py) "
                            "subtracted before cropping; relative to this net file", ),
     "pca_eigval": Float(None, "AlexNet lighting: eigenvalues of the training set's pixel covariance "
                               "(0-255 scale, from tools/compute_image_mean.py); TRAIN only", repeated=True),

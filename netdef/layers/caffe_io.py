@@ -3,7 +3,7 @@ files; netdef/data/windows.py) and HDF5Output (memory_data_layer.cpp, window_dat
 hdf5_output_layer.cpp)."""
 from __future__ import annotations
 
-from ..fields import Bool, Float, Int, Str
+from ..fields import Bool, File, Float, Int, Str
 from .base import DATA, Layer, ShapeError, register
 
 _SHAPE_FIELDS = {axis: Int(None, f"{axis} of each item", required=True, minimum=1)
@@ -58,7 +58,7 @@ class WindowData(Layer):
     summary = "R-CNN windows of images (window file), warped to crop_size"
     blocks = {
         "window_data_param": {
-            "source": Str(None, "the window file (relative to this net file)", required=True),
+            "source": File(None, "the window file (relative to this net file)", required=True),
             "batch_size": Int(None, "windows per batch", required=True, minimum=1),
             "scale": Float(1.0, "multiplies the mean-subtracted pixels"),
             "fg_threshold": Float(0.5, "overlap from which a window is foreground"),
@@ -67,16 +67,16 @@ class WindowData(Layer):
             "context_pad": Int(0, "pixels of context around the window in the warped crop", minimum=0),
             "crop_mode": Str("warp", "warp: the window warped to the crop; square: the tightest square around it"),
             "cache_images": Bool(False, "accepted for Caffe compatibility (decoded images are always kept)"),
-            "root_folder": Str("", "prefix of the image paths (relative to this net file)"),
+            "root_folder": File("", "prefix of the image paths (relative to this net file)"),
             "crop_size": Int(0, "accepted for Caffe compatibility: Caffe's layer reads transform_param's", minimum=0),
             "mirror": Bool(False, "accepted for Caffe compatibility: Caffe's layer reads transform_param's"),
-            "mean_file": Str(None, "accepted for Caffe compatibility: Caffe's layer reads transform_param's"),
+            "mean_file": File(None, "accepted for Caffe compatibility: Caffe's layer reads transform_param's"),
         },
         "transform_param": {
             "crop_size": Int(None, "side of the square each window is warped to", required=True, minimum=1),
             "mirror": Bool(False, "mirror each window with probability 1/2"),
             "mean_value": Float(None, "subtracted per channel (one value for all, or one per channel)", repeated=True),
-            "mean_file": Str(None, "mean image (.binaryproto or .npy, relative to this net file) whose central "
+            "mean_file": File(None, "mean image (.binaryproto or .npy, relative to this net file) whose central "
                                    "crop_size square is subtracted"),
         },
     }
@@ -148,7 +148,7 @@ class HDF5Output(Layer):
     and `label` (float32; each pass's batch appended, the file emptied when the net is built). Caffe's
     layer writes only its first batch; netdef keeps them all. No tops, no gradient."""
     summary = "writes its bottoms to an HDF5 file (datasets data, label)"
-    blocks = {"hdf5_output_param": {"file_name": Str(None, "the HDF5 file written (relative to this net file)",
+    blocks = {"hdf5_output_param": {"file_name": File(None, "the HDF5 file written (relative to this net file)",
                                                      required=True)}}
     bottoms = (2, 2)
     tops = (0, 0)

@@ -3,7 +3,7 @@
 contrastive_loss_layer.cpp). Their first top carries loss_weight 1 unless the net says otherwise."""
 from __future__ import annotations
 
-from ..fields import Bool, Enum, Float, Int, Str
+from ..fields import Bool, Enum, File, Float, Int, Str
 from .base import LOSS, Layer, ShapeError, numel, register
 from .common import _axis, _check_labels
 from .loss import LOSS_FIELDS, _NormalizedLoss
@@ -61,7 +61,7 @@ class InfogainLoss(_NormalizedLoss):
     class pair otherwise. H (K x K) is the third bottom or the `source` file (a Caffe binaryproto blob); a
     second top gives the probabilities."""
     summary = "softmax loss weighted by an infogain matrix H (bottom or binaryproto)"
-    blocks = {"infogain_loss_param": {"source": Str(None, "binaryproto file of H, K x K (relative to the net file), "
+    blocks = {"infogain_loss_param": {"source": File(None, "binaryproto file of H, K x K (relative to the net file), "
                                                           "when there is no third bottom"),
                                       "axis": Int(1, "class axis")},
               "loss_param": LOSS_FIELDS}

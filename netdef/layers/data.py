@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fields import Bool, Enum, Float, Int, Str
+from ..fields import Bool, Enum, File, Float, Int, Str
 from ..data.cifar import BACKENDS as CIFAR_BACKENDS
 from .augmentation import AUGMENT_FIELDS, check_augment
 from .base import DATA, Layer, ShapeError, numel, register
@@ -140,7 +140,7 @@ class Data(Layer):
     summary = "data set reader (backends IDX: MNIST files, CIFAR, Caffe's LMDB and LEVELDB) with transform_param"
     blocks = {
         "data_param": {
-            "source": Str(None, "folder of the data set or database (relative to this net file)", required=True),
+            "source": File(None, "folder of the data set or database (relative to this net file)", required=True),
             "batch_size": Int(None, "samples per batch", required=True, minimum=1),
             "backend": Enum(sorted(BACKENDS), "IDX", "file format: IDX (MNIST), CIFAR10, CIFAR100 (fine labels), "
                                                     "CIFAR100_COARSE, LMDB and LEVELDB (Caffe's Datum records)"),

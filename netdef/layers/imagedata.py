@@ -6,16 +6,16 @@ from __future__ import annotations
 
 
 from ..errors import NetdefError, Pos, Problem
-from ..fields import Bool, Enum, Int, Str
+from ..fields import Bool, Enum, File, Int, Str
 from .base import DATA, Layer, ShapeError, register
 from .data import TRANSFORM_FIELDS, Data
 
 IN_MEMORY_LIMIT = 2 << 30  # bytes of decoded images that `in_memory: AUTO` keeps in memory
 
 IMAGE_DATA_FIELDS = {
-    "source": Str(None, "a list file of 'path label' lines (Caffe), a folder of class folders, or a packed .h5 "
+    "source": File(None, "a list file of 'path label' lines (Caffe), a folder of class folders, or a packed .h5 "
                         "file from tools/convert_imageset.py; relative to this net file", required=True),
-    "root_folder": Str("", "folder the list's paths are relative to (relative to this net file); "
+    "root_folder": File("", "folder the list's paths are relative to (relative to this net file); "
                            "empty: the list file's folder"),
     "allow_outside_root": Bool(False, "netdef: let list lines name images outside root_folder (../x.jpg, "
                                       "/abs/x.jpg)"),
@@ -211,7 +211,7 @@ class HDF5Data(Layer):
     summary = "arrays from HDF5 files (datasets named after the tops) listed in a text file"
     blocks = {
         "hdf5_data_param": {
-            "source": Str(None, "text file listing .h5 files, one a line (relative to the list file); "
+            "source": File(None, "text file listing .h5 files, one a line (relative to the list file); "
                                 "relative to this net file", required=True),
             "batch_size": Int(None, "rows per batch", required=True, minimum=1),
             "shuffle": Bool(False, "reshuffle the rows (of all files together) at every epoch"),
