@@ -299,7 +299,7 @@ def test_layer(tmp_path, data_files, case):
 # for them the summary's MACs must equal half its FLOPs. Every other layer must show it no FLOP at all
 # (a product or convolution inside another layer would be a cost its class does not count); their MACs
 # (Scale, Eltwise, RBF, Subsampling, EuclideanLoss: one per multiply) are checked by the oracle tests.
-FLOP_COUNTED = {"Convolution", "Deconvolution", "InnerProduct", "LSTM", "RNN", "MatMul", "MultiHeadAttention"}
+FLOP_COUNTED = {"Convolution", "Deconvolution", "InnerProduct", "LocallyConnected", "LSTM", "RNN", "MatMul", "MultiHeadAttention"}
 
 
 def check_contract(tmp_path, case, result):
