@@ -225,9 +225,11 @@ def test_the_lstm_language_model_trains_through_netdef_train(tmp_path, netdef_su
     losses = [float(v) for v in re.findall(r"Iteration \d+.*, loss = ([\d.e+-]+)", log)]
     assert len(losses) >= 10 and abs(losses[0] - np.log(25)) < 0.1
     assert losses[-1] < 0.5 * losses[0], losses
-    # The TEST net (Accuracy over axis 2) on held-out sentences: from chance to most characters right.
+    # The TEST net (Accuracy over axis 2) on held-out sentences: from about chance (an untrained net may
+    # happen to favour a frequent character) to most characters right.
     accuracies = [float(v) for v in re.findall(r"Test net output #\d+: accuracy = ([\d.e+-]+)", log)]
-    assert len(accuracies) == 2 and accuracies[0] < 0.1 and accuracies[1] > 0.6, accuracies
+    assert len(accuracies) == 2 and accuracies[0] < 0.25 and accuracies[1] > 0.6, accuracies
+    assert accuracies[1] - accuracies[0] > 0.4, accuracies
 
 
 def test_the_test_net_shares_the_weights_but_not_the_carried_state(tmp_path):

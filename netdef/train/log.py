@@ -7,9 +7,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 
 import torch
 
@@ -85,11 +87,20 @@ def epoch_line(feed, iter_size: int) -> str | None:
     return f"Epoch: {size} samples, {batch * iter_size} per iteration"
 
 
+def peak_resident_bytes() -> int:
+    """This process's peak resident set. Linux's VmHWM belongs to the process image, so it starts afresh at
+    exec; ru_maxrss survives exec and would report a large parent's peak (pytest's, a launcher's) as ours."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
+    except (OSError, AttributeError):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # in KiB, as on Linux
+
+
 def peak_memory_line(device) -> str:
     """`Peak memory: 812.3 MiB resident` (and the device's peak allocation on a GPU): for the run's report."""
-    import resource
-    resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB
-    line = f"Peak memory: {memory(resident)} resident"
+    line = f"Peak memory: {memory(peak_resident_bytes())} resident"
     if device.type == "cuda":
         line += f", {memory(torch.cuda.max_memory_allocated(device))} allocated on {device}"
     return line
