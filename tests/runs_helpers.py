@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from solver_helpers import write_solver, write_tiny_net
 
 DISPLAY = re.compile(r"Iteration (\d+) \(.*\), loss = (\S+)")
@@ -43,3 +45,9 @@ def logged_test_outputs(text: str, blob: str) -> list:
         elif (m := TEST_OUTPUT.search(line)) and m.group(1) == blob:
             points.append((iteration, float(m.group(2))))
     return points
+
+
+def close_points(got, want):
+    """(iteration, value) points: the same iterations, values within float32's printed digits."""
+    assert [x for x, _ in got] == [x for x, _ in want]
+    assert [y for _, y in got] == pytest.approx([y for _, y in want], rel=1e-5)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED, needs_shared
-from runs_helpers import displayed_losses, logged_test_outputs, train_tiny
+from runs_helpers import close_points, displayed_losses, logged_test_outputs, train_tiny
 
 from netdef.runs import read_run
 from netdef.runs.plot import write_plot
@@ -26,11 +26,6 @@ def panel_points(figure, metric):
     """{legend label: [(x, y), ...]} of one panel."""
     panel = next(axes for axes in figure.axes if axes.get_ylabel() == metric)
     return {line.get_label(): [tuple(xy) for xy in line.get_xydata()] for line in panel.lines}
-
-
-def close_points(got, want):
-    assert [x for x, _ in got] == [x for x, _ in want]
-    assert [y for _, y in got] == pytest.approx([y for _, y in want], rel=1e-5)
 
 
 @pytest.mark.parametrize("source", ["folder", "terminal log", "folder log"])
