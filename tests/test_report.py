@@ -80,3 +80,28 @@ def test_three_runs_are_refused(two_runs, tmp_path):
     result = subprocess.run([sys.executable, "-m", "netdef", "report", str(first), str(first), str(first), "-o",
                              str(tmp_path / "x.html")], capture_output=True, text=True)
     assert result.returncode == 2 and "one run or two side by side" in result.stderr
+
+
+def test_report_reads_the_resolved_net_of_a_net_with_relative_data_paths(tmp_path, netdef_subprocess):
+    """The run folder's copy of the net keeps the original's relative paths (relative to the original's
+    folder): the report rebases them, so the summary and drawing of `netdef train solvers/S.yaml` (the net
+    in nets/, its data source relative to it, the run folder runs/S/1) are there, from any folder."""
+    import os
+
+    from solver_helpers import MNIST5K, write_solver, write_tiny_net
+    nets, solvers = tmp_path / "nets", tmp_path / "solvers"
+    nets.mkdir()
+    solvers.mkdir()
+    net = write_tiny_net(nets)
+    net.write_text(net.read_text().replace(str(MNIST5K), os.path.relpath(MNIST5K, nets)))
+    write_solver(solvers, "s.yaml", net="../nets/tiny.yaml", max_iter=2, display=1, test_iter=1,
+                 test_interval=2, log_dir=None, snapshot_prefix="../snaps/tiny")
+    trained = netdef_subprocess("train", "solvers/s.yaml", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    for cwd, run in ((tmp_path, "runs/s/1"), (solvers, tmp_path / "runs" / "s" / "1")):
+        page = tmp_path / "report.html"
+        result = netdef_subprocess("report", run, "-o", page, cwd=cwd)
+        assert result.returncode == 0, result.stderr
+        text = page.read_text()
+        assert "cannot be read back" not in text
+        assert "Tiny (TRAIN):" in text and "<iframe" in text  # the summary table and the drawing

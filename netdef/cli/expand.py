@@ -2,35 +2,17 @@
 valid netdef input again. Written to another folder (-o), its relative paths (data sources, mean files,
 every field its layer class marks as a path) are rebased so that they still name the same files."""
 import dataclasses
-import os
 import sys
 from pathlib import Path
 
 from .. import expand_file
-from ..fields import rebase_paths
-from ..front.expand import dump_net
-from ..layers import LAYERS
+from ..front.expand import dump_net, rebased_layers
 
 
 def add_arguments(parser):
     parser.add_argument("net", help="net file (.yaml)")
     parser.add_argument("-o", "--output", help="write to this file instead of standard output; relative paths "
                                                "in the net are rewritten to be relative to its folder")
-
-
-def rebased_layers(layers: list, old_dir: Path, new_dir: Path) -> list:
-    """The layers with each relative path field rewritten from `old_dir` to `new_dir`."""
-    def move(value):
-        if not isinstance(value, str) or not value or os.path.isabs(value):
-            return value
-        moved = Path(os.path.relpath(old_dir / value, new_dir)).as_posix()
-        return moved + "/" if value.endswith("/") else moved  # Caffe's root_folder is a prefix
-    result = []
-    for layer in layers:
-        blocks = getattr(LAYERS.get(layer.get("type")), "blocks", {})
-        result.append({key: rebase_paths(blocks[key], value, move) if key in blocks and isinstance(value, dict) else value
-                       for key, value in layer.items()})
-    return result
 
 
 def run(args) -> int:

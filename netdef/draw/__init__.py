@@ -17,12 +17,13 @@ RANKDIRS = ("TB", "LR", "BT", "RL")
 
 
 def build_drawing(path, phase="ALL", collapse_blocks=False, level=0, stages=()) -> Drawing:
-    """The nodes and edges of one phase of a net file, or of both merged (phase ALL)."""
-    from ..api import read_net
-    net = read_net(path)
+    """The nodes and edges of one phase of a net file (a path, or a netdef.Net read already), or of both
+    merged (phase ALL)."""
+    from ..api import Net, read_net
+    net = path if isinstance(path, Net) else read_net(path)
     phases = PHASES if phase == "ALL" else (phase,)
     infos = [info for info in (net.info(p, level, stages) for p in phases) if info.layers]
-    drawing = Drawing(infos[0].graph.name if infos else Path(path).stem)
+    drawing = Drawing(infos[0].graph.name if infos else Path(net.path or "net").stem)
     for info in infos:
         add_phase(drawing, info, collapse_blocks)
     mark_phases(drawing, [info.graph.state.phase for info in infos])

@@ -617,3 +617,23 @@ def dump_net(expanded: ExpandedNet) -> str:
     """An expanded net as YAML text: a flat Caffe-style net that is valid netdef input again."""
     import yaml
     return yaml.safe_dump(expanded.to_yaml_data(), sort_keys=False, default_flow_style=None, width=110)
+
+
+def rebased_layers(layers: list, old_dir: Path, new_dir: Path) -> list:
+    """The layers with each relative path field (what its layer class marks as a file) rewritten from
+    `old_dir` to `new_dir`, so that a copy of the net in `new_dir` names the same files."""
+    import os
+    from ..fields import rebase_paths
+    from ..layers import LAYERS
+
+    def move(value):
+        if not isinstance(value, str) or not value or os.path.isabs(value):
+            return value
+        moved = Path(os.path.relpath(Path(old_dir) / value, new_dir)).as_posix()
+        return moved + "/" if value.endswith("/") else moved  # Caffe's root_folder is a prefix
+    result = []
+    for layer in layers:
+        blocks = getattr(LAYERS.get(layer.get("type")), "blocks", {})
+        result.append({key: rebase_paths(blocks[key], value, move) if key in blocks and isinstance(value, dict) else value
+                       for key, value in layer.items()})
+    return result

@@ -16,6 +16,7 @@ from .plot import figure_of, svg_text
 
 SNAPSHOT = re.compile(r"Snapshotting to (?:binary proto file )?(\S+)")
 PEAK_MEMORY = re.compile(r"Peak memory: (.*)")
+RESOLVED_FROM = re.compile(r"# .* with its blocks expanded; relative paths are relative to (.*)$")  # train/run_folder.py
 STYLE = """body{font-family:sans-serif;margin:1em;color:#222}h1{font-size:1.3em}h2{font-size:1.1em;margin-top:1.4em}
 .runs{display:grid;gap:1em;grid-template-columns:repeat(var(--runs),minmax(0,1fr))}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}
@@ -71,19 +72,42 @@ def html_table(header, rows) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def resolved_net(path: Path, run_folder: Path):
+    """The run folder's copy of a net, read as the run read it: the copy keeps the paths of the original
+    (its first line names the original's folder, relative to where the run started), so they are rebased
+    from there to the copy's folder. Where that folder is not found (the run started elsewhere, the files
+    moved), the copy is read as it is."""
+    import dataclasses
+    from ..api import Net, read_net
+    from ..front.expand import rebased_layers
+    net = read_net(path)
+    with path.open(encoding="utf-8") as stream:
+        match = RESOLVED_FROM.match(stream.readline().rstrip("\n"))
+    if not match:
+        return net
+    written = Path(match.group(1))
+    # relative to the folder the run started in: here, or above the default run folder runs/<stem>/<N>
+    candidates = [written] if written.is_absolute() else [written, run_folder.parent.parent.parent / written]
+    origin = next((folder for folder in candidates if folder.is_dir()), None)
+    if origin is None or origin.resolve() == path.parent.resolve():
+        return net
+    layers = rebased_layers(net.expanded.layers, origin.resolve(), path.parent.resolve())
+    return Net(dataclasses.replace(net.expanded, layers=layers), path)
+
+
 def summary_and_drawing(run) -> tuple:
     """(summary table text, the drawing page) of the run's TRAIN net, or a line saying why not."""
-    from ..api import read_net
     from ..draw import build_drawing, write_drawing
     from ..tools.summary import summary_table
     path = net_file(run)
     if path is None:
         return None, None
     try:
-        summary = summary_table(read_net(path).info("TRAIN"))
+        net = resolved_net(path, run.folder)
+        summary = summary_table(net.info("TRAIN"))
         with tempfile.TemporaryDirectory(prefix="netdef-report-") as folder:
             page = Path(folder) / "net.html"
-            write_drawing(build_drawing(path), page, "html")
+            write_drawing(build_drawing(net), page, "html")
             drawing = page.read_text(encoding="utf-8")
     except NetdefError as exc:
         return f"{path} cannot be read back: {exc}", None
