@@ -143,3 +143,19 @@ def test_missing_file_is_a_clean_error(netdef_subprocess):
     result = netdef_subprocess("check", "nets/no_such_net.yaml")
     assert result.returncode == 2
     assert result.stderr == "no such file: nets/no_such_net.yaml\n"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`netdef summary NET --json | head -1`: the closed pipe is no internal error, and no traceback."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    process = subprocess.Popen([sys.executable, "-m", "netdef", "summary", "nets/resnet152.yaml", "--json"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline().strip() == b"{"  # 450 kB follow, more than the pipe holds
+    process.stdout.close()
+    status = process.wait(timeout=60)
+    stderr = process.stderr.read().decode()
+    assert status == 141, stderr
+    assert stderr == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import sys
 
 from ..errors import NetdefError, did_you_mean
@@ -33,6 +34,7 @@ COMMANDS = {
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 3
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader stopped early
 
 
 def _available():
@@ -88,7 +90,12 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = make_parser(only=_command_named(argv) or "").parse_args(argv)
     try:
-        return args.run(args) or 0
+        status = args.run(args) or 0
+        sys.stdout.flush()  # a reader that stopped early (`| head`) shows here, not at the interpreter's exit
+        return status
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     except NetdefError as exc:
         if getattr(args, "debug", False):
             raise
@@ -102,6 +109,16 @@ def main(argv=None) -> int:
         print(f"internal error in netdef ({type(exc).__name__}: {exc}); please report it with the command and "
               "its files, and run it again with --debug for the traceback", file=sys.stderr)
         return EXIT_INTERNAL_ERROR
+
+
+def _discard_stdout() -> None:
+    """After a closed pipe: send what is still buffered nowhere, so that the interpreter's last flush does
+    not fail again ("Exception ignored ... BrokenPipeError")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (captured in-process)
+        pass
 
 
 if __name__ == "__main__":
