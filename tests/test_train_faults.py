@@ -82,6 +82,22 @@ def test_net_on_the_command_line_names_the_snapshots_and_the_run_folder(tiny, mo
     assert sorted(p.name for p in (tiny / "snaps").iterdir()) == ["tiny_iter_1.pt", "wide_iter_1.pt"]
 
 
+def test_net_on_the_command_line_keeps_the_prefix_folder_of_a_solver_in_another_folder(tmp_path, monkeypatch):
+    """`netdef train solvers/S.yaml --net nets/N.yaml` with `snapshot_prefix: ../snaps/x` (the shipped solvers'
+    form): the snapshots go to snaps/N_iter_<N>.pt, as the log says, not to solvers/snaps/."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "solvers").mkdir()
+    write_tiny_net(tmp_path / "solvers", "tiny.yaml")
+    write_tiny_net(tmp_path, "wide.yaml", hidden=32)
+    write_solver(tmp_path / "solvers", max_iter=1, test_interval=0, log_dir=None, snapshot_prefix="../snaps/tiny")
+    code, out, err = run_netdef("train", "solvers/solver.yaml", "--net", "wide.yaml")
+    assert code == 0, err
+    assert "--net: snapshots are snaps/wide_iter_<N>.pt" in out
+    assert "Snapshotting to snaps/wide_iter_1.pt" in out
+    assert [p.name for p in (tmp_path / "snaps").iterdir()] == ["wide_iter_1.pt"]
+    assert not (tmp_path / "solvers" / "snaps").exists()
+
+
 def test_netdef_test_refuses_weights_that_leave_layers_at_their_fillers(tiny):
     import torch
     assert run_netdef("train", write_solver(tiny, max_iter=1, test_interval=0))[0] == 0

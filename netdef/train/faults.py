@@ -99,8 +99,9 @@ def net_named_outputs(config) -> tuple:
     from .run_folder import run_folder_path
     from .snapshot import snapshot_prefix
     stem = Path(config.net).stem
-    prefix = snapshot_prefix(config).with_name(stem)
-    changes, notes = {"snapshot_prefix": str(prefix)}, [f"--net: snapshots are {prefix}_iter_<N>.pt"]
+    prefix = snapshot_prefix(config).with_name(stem)  # relative to the current folder, or absolute
+    written = str(prefix) if prefix.is_absolute() else os.path.relpath(prefix, config.path.parent)  # as the field is
+    changes, notes = {"snapshot_prefix": written}, [f"--net: snapshots are {prefix}_iter_<N>.pt"]
     if not config.log_dir:
         changes["log_dir"] = str((Path("runs") / stem).resolve())
     config = config.replace(**changes)
