@@ -159,3 +159,21 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     stderr = process.stderr.read().decode()
     assert status == 141, stderr
     assert stderr == ""
+
+
+def test_check_checks_the_test_phase_without_stages_beside_its_deploy_stage(netdef_subprocess, write_yaml):
+    """The ImageNet nets' TEST phase is two states, plain (DummyData, accuracy: `not_stage: deploy`) and
+    `--stage deploy` (Input, prob): check infers both and names the staged one."""
+    result = netdef_subprocess("check", "nets/resnet152.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "; TEST: 673 layers, " in result.stdout and "; TEST (stage deploy): 671 layers, " in result.stdout
+    net = write_yaml("""
+        name: staged
+        layers:
+          - {name: data, type: Input, top: data, input_param: {shape: {dim: [2, 3]}}}
+          - {name: ip, type: InnerProduct, bottom: data, top: ip, inner_product_param: {num_output: 2}}
+          - {name: prob, type: Softmax, bottom: ip, top: prob, include: {phase: TEST, stage: deploy}}
+          - {name: bad, type: Softmax, bottom: nothing, top: bad, include: {phase: TEST, not_stage: deploy}}
+        """)
+    result = netdef_subprocess("check", net)
+    assert result.returncode == 2 and f"{net}:6:" in result.stderr and "nothing" in result.stderr, result.stderr

@@ -42,20 +42,27 @@ def net_phases(net, limit=None):
 
 
 def _states(net: Net) -> list:
-    """(phase, stages) to check: each phase once, or once per stage set its include rules name (Caffe's
-    mnist_autoencoder has TEST data layers for the stages test-on-train and test-on-test only)."""
+    """(phase, stages) to check: each phase once; where its include rules name stages, once per stage set
+    they name (Caffe's mnist_autoencoder has TEST data layers for the stages test-on-train and test-on-test
+    only), and without stages too when a rule names a `not_stage` (the ImageNet nets' TEST data and
+    accuracy layers are `not_stage: deploy`, their deploy form `stage: deploy`)."""
     states = []
     for phase in ("TRAIN", "TEST"):
-        staged = {tuple(as_list(rule.get("stage"))) for layer in net.expanded.layers
-                  for rule in as_list(layer.get("include")) if isinstance(rule, dict)
-                  and rule.get("phase") in (None, phase) and rule.get("stage")}
-        states += [(phase, stages) for stages in sorted(staged)] or [(phase, ())]
+        rules = [rule for layer in net.expanded.layers for rule in as_list(layer.get("include"))
+                 if isinstance(rule, dict) and rule.get("phase") in (None, phase)]
+        staged = {tuple(as_list(rule.get("stage"))) for rule in rules if rule.get("stage")}
+        unstaged = not staged or any(rule.get("not_stage") for rule in rules)
+        states += [(phase, ())] * unstaged + [(phase, stages) for stages in sorted(staged)]
     return states
+
+
+def _state_name(state) -> str:
+    return state.phase + (f" (stage {', '.join(state.stages)})" if state.stages else "")
 
 
 def check_net(path, net: Net, limit=None) -> str:
     infos = net_phases(net, limit)
-    parts = [f"{info.graph.state.phase}: {len(info.layers)} layers, {info.total_params:,} params, "
+    parts = [f"{_state_name(info.graph.state)}: {len(info.layers)} layers, {info.total_params:,} params, "
              f"{info.total_macs:,} MACs" for info in infos]
     notes = dict.fromkeys(f"\n  note: {note}" for info in infos for note in info.graph.notes)
     return f"{path}: ok ({'; '.join(parts)})" + "".join(notes)
