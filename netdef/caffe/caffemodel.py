@@ -8,12 +8,14 @@ with BlobShape.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..errors import NetdefError, Problem
 from . import proto
 
 SUFFIX = ".caffemodel"
+MAX_BLOB_AXES = 32  # Caffe's kMaxBlobAxes
 HDF5_SUFFIX = ".caffemodel.h5"  # Caffe's snapshot_format: HDF5
 
 
@@ -92,8 +94,13 @@ def blob_tensor(blob, path, where: str):
     import numpy as np
     import torch
     shape = tuple(blob.shape.dim) if blob.HasField("shape") else (blob.num, blob.channels, blob.height, blob.width)
+    if len(shape) > MAX_BLOB_AXES or any(dim < 0 for dim in shape):
+        raise NetdefError(Problem(f"{path} is damaged: {where} has a shape no Caffe blob has",
+                                  expected=f"at most {MAX_BLOB_AXES} dimensions, none negative",
+                                  found=f"shape {list(shape)}" if len(shape) <= MAX_BLOB_AXES else
+                                  f"{len(shape)} dimensions", hint="the file may be damaged; copy it again"))
     values = blob.double_data if len(blob.double_data) else blob.data
-    count = int(np.prod(shape))  # () is a scalar: 1
+    count = math.prod(shape)  # Python's integers: dims of 2**62 must not wrap around to a count that fits
     if len(values) != count:
         raise NetdefError(Problem(f"{path} is damaged: {where} holds {len(values)} values for its shape "
                                   f"{list(shape)} ({count} values)", hint="the file may be truncated; copy it again"))

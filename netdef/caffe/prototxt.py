@@ -71,7 +71,10 @@ class Message(dict):
     def add(self, key, value, key_pos: Pos, value_pos: Pos):
         if key in self:
             existing = self[key]
-            self[key] = existing + [value] if isinstance(existing, list) else [existing, value]
+            if isinstance(existing, list):
+                existing.append(value)  # in place: a field written 100,000 times must not take quadratic time
+            else:
+                self[key] = [existing, value]
         else:
             self[key] = value
         self.key_pos.setdefault(key, []).append(key_pos)
@@ -153,10 +156,12 @@ def _value(tokens: _Tokens, after_colon: bool, key_pos: Pos, depth: int):
         tokens.take()
         return [(_message(tokens, _CLOSING[text], key_pos, depth + 1), pos)]
     if after_colon and text == "[":
+        if depth > MAX_NESTING:
+            raise NetdefError(Problem(f"lists nested more than {MAX_NESTING} deep", pos))
         tokens.take()
         items = []
         while tokens.peek()[1] != "]":
-            items += _value(tokens, True, tokens.peek()[2], depth)
+            items += _value(tokens, True, tokens.peek()[2], depth + 1)
             if tokens.peek()[1] == ",":
                 tokens.take()
         tokens.take("]")
@@ -232,9 +237,9 @@ def _layer(raw: Message, compact: bool) -> Message:
     from ..front.schema import layer_fields
     from ..layers import LAYERS
     from .upgrade import apply_caffe_defaults, upgrade_fork_fields
-    cls = LAYERS.get(raw.get("type"))
+    cls = LAYERS.get(raw.get("type")) if isinstance(raw, Message) and isinstance(raw.get("type"), str) else None
     if cls is None:
-        return raw  # an unknown type: left for `netdef check` to report with a hint
+        return raw  # not a layer of a known type (`type` twice is a list): left for `netdef check` to report
     return _listify(apply_caffe_defaults(upgrade_fork_fields(raw, cls), cls), layer_fields(cls), compact)
 
 

@@ -316,9 +316,18 @@ def _families(groups) -> list:
     return families
 
 
+def _plain_wiring(layer) -> bool:
+    """Whether a layer's name, type, bottoms and tops are text, as re-rolling reads them."""
+    return (isinstance(layer, dict) and isinstance(layer.get("name"), str)
+            and all(isinstance(value, str) for field in WIRING[1:] for value in _names(layer, field)))
+
+
 def reroll(layers) -> tuple:
     """(blocks, entries): the blocks found and the net's new layer list, where each entry is either an
-    original layer (the same dict) or a `use:` entry standing for a run of layers."""
+    original layer (the same dict) or a `use:` entry standing for a run of layers. A net with a layer whose
+    wiring is not text (`name` written twice is a list) is left as it is, for `netdef check` to explain."""
+    if not all(_plain_wiring(layer) for layer in layers):
+        return {}, list(layers)
     groups: dict = {}
     for unit in _units(layers):
         if unit.template is not None:

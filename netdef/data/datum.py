@@ -109,7 +109,7 @@ def _decode_image(data: bytes, name: str, folder: Path, color):
             image.load()
             gray = image.mode in GRAY_MODES if color is None else not color
             array = np.asarray(image.convert("L" if gray else "RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError) as exc:  # a bomb: too many pixels to decode
         raise DatumError(f"{folder}: record '{name}' holds an encoded image that cannot be decoded: {exc}") from None
     if array.ndim == 2:
         return array[np.newaxis]

@@ -356,6 +356,21 @@ def normalized(total, normalization, count, batch, valid=None):
     return total / max(divisor, 1)
 
 
+def _cross_entropy_sum(logits, target, ignore):
+    """Summed cross-entropy of class scores N x C x ...; a label outside the C classes (a damaged data
+    record's) is bad input, named by its value. CPU only: on CUDA it stops at a device-side assert."""
+    try:
+        return F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
+    except IndexError:
+        from ..errors import NetdefError, Problem
+        classes = logits.shape[1]
+        outside = target[(target != ignore) & ((target < 0) | (target >= classes))]
+        raise NetdefError(Problem(f"a label is outside the {classes} classes a SoftmaxWithLoss scores",
+                                  expected=f"labels 0 to {classes - 1}", found=f"label {int(outside[0])}",
+                                  hint="the data's labels do not fit the net (num_output of the layer before "
+                                       "the loss), or a record is damaged")) from None
+
+
 class SoftmaxWithLoss(nn.Module):
     def __init__(self, axis, ignore_label, normalization, with_prob):
         super().__init__()
@@ -366,7 +381,7 @@ class SoftmaxWithLoss(nn.Module):
         target = _labels(scores, label, self.axis)
         logits = scores.movedim(self.axis, 1) if self.axis != 1 else scores
         ignore = self.ignore_label if self.ignore_label is not None else -100
-        total = F.cross_entropy(logits, target, ignore_index=ignore, reduction="sum")
+        total = _cross_entropy_sum(logits, target, ignore)
         valid = target != ignore if self.ignore_label is not None else None
         loss = normalized(total, self.normalization, target.numel(), scores.shape[0], valid)
         if self.with_prob:
