@@ -104,7 +104,8 @@ def test_a_datum_label_outside_the_classes_is_named(tmp_path, write_prototxt, ne
         for index, label in enumerate([0, 2147483647]):
             transaction.put(f"{index:08d}".encode(), datum_bytes(np.zeros((1, 2, 2), np.uint8), label))
     write_prototxt(f"""
-layer {{ name: "data" type: "Data" top: "data" top: "label" data_param {{ source: "{source}" batch_size: 2 backend: LMDB }} }}
+layer {{ name: "data" type: "Data" top: "data" top: "label"
+        data_param {{ source: "{source}" batch_size: 2 backend: LMDB }} }}
 layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param {{ num_output: 2 }} }}
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
 """)
