@@ -244,3 +244,5 @@ def test_each_rank_takes_its_share_of_the_free_cores_and_a_given_thread_count_wi
     assert 1 <= int(alone["env"]["OMP_NUM_THREADS"]) <= max(1, round(free) + 1)  # the load moves meanwhile
     given = choose_threads_in_a_fresh_process(OMP_NUM_THREADS="3", OMP_WAIT_POLICY="ACTIVE")
     assert given == {"note": None, "env": {"OMP_NUM_THREADS": "3", "OMP_WAIT_POLICY": "ACTIVE"}}
+    threads_given = choose_threads_in_a_fresh_process(OMP_NUM_THREADS="3")["note"]
+    assert threads_given is None or "OMP_NUM_THREADS" not in threads_given  # no advice to set what is set

@@ -40,8 +40,8 @@ def choose_threads(environ=None) -> str | None:
     if "OMP_NUM_THREADS" not in environ:
         environ["OMP_NUM_THREADS"] = str(threads)
         notes.append(f"{threads} CPU thread{'s' if threads > 1 else ''} ({share} cores for this process, "
-                     f"{free:.1f} free by the load average)")
+                     f"{free:.1f} free by the load average; set OMP_NUM_THREADS to choose)")
     if busy and "OMP_WAIT_POLICY" not in environ:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
         notes.append("waiting OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE: the machine is busy)")
-    return "Threads: " + "; ".join(notes) + " (set OMP_NUM_THREADS to choose)" if notes else None
+    return "Threads: " + "; ".join(notes) if notes else None
