@@ -62,12 +62,32 @@ def environment(**extra):
     return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
 
 
-def train(folder, *args, nproc=1, timeout=240):
+def run_train(folder, *args, nproc=1, timeout=240):
     """`netdef train ARGS` as real processes: one, or `nproc` through --nproc (torchrun)."""
     command = [sys.executable, "-m", "netdef", "train", *map(str, args)] + (["--nproc", str(nproc)] if nproc > 1 else [])
-    result = subprocess.run(command, cwd=folder, env=environment(), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=folder, env=environment(), capture_output=True, text=True, timeout=timeout)
+
+
+def train(folder, *args, nproc=1, timeout=240):
+    result = run_train(folder, *args, nproc=nproc, timeout=timeout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
+
+
+def test_nproc_with_bad_input_is_one_clean_error_before_any_rank_starts(tmp_path):
+    net = tmp_path / lenet(tmp_path, 32, 50)
+    net.write_text(net.read_text().replace("num_output: 20", "num_outputs: 20"))
+    result = run_train(tmp_path, solver(tmp_path, "bad", net.name), nproc=2)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
+    assert result.stderr.count("did you mean 'num_output'?") == 1, result.stderr
+
+
+def test_nproc_rank_failure_is_the_ranks_status_and_a_line_per_rank_not_torchruns_traceback(tmp_path):
+    good = solver(tmp_path, "good", lenet(tmp_path, 32, 50))
+    result = run_train(tmp_path, good, "--snapshot", "no_such_snapshot.pt", nproc=2)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
+    assert "no_such_snapshot.pt" in result.stderr
+    assert "netdef: rank 0 exited with status 2" in result.stderr and "netdef: rank 1 exited with status 2" in result.stderr
 
 
 def weights(path):

@@ -76,6 +76,8 @@ def _launch(args) -> int:
     if world_from_env().distributed:
         raise NetdefError(Problem("--nproc and --gpus start torchrun; this process already runs under it",
                                   hint="leave --nproc and --gpus out of the command that torchrun runs"))
+    from .check import check_file
+    check_file(args.solver)  # bad input: one message here, not one per rank after torchrun has started them
     gpus = args.gpus.replace(" ", "") if args.gpus else None
     nproc = len(gpus.split(",")) if gpus else args.nproc
     return launch(nproc, gpus, _launcher_argv(sys.argv[1:], gpus))

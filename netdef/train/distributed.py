@@ -199,13 +199,36 @@ def no_sync(module, last_pass: bool):
 
 
 def launch(nproc: int, gpus: str | None, argv: list) -> int:
-    """`netdef train --nproc N` / `--gpus 0,1`: the same command run by torch's launcher (torchrun) on this
-    machine, N processes (one per listed GPU, CUDA_VISIBLE_DEVICES set so that LOCAL_RANK picks it).
-    Returns the launcher's exit status."""
-    import subprocess
-    env = dict(os.environ)
+    """`netdef train --nproc N` / `--gpus 0,1`: the same command run by torch's launcher (torchrun's own
+    `run`, in this process) on this machine, N processes (one per listed GPU, CUDA_VISIBLE_DEVICES set so
+    that LOCAL_RANK picks it). Returns 0, or the exit status of the lowest failed rank (1 for one killed by a
+    signal), with a line per failed rank instead of torchrun's traceback (a rank's own message says why)."""
     if gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpus
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "netdef", *argv]
-    return subprocess.call(command, env=env)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    threads = rank_threads(nproc)
+    if threads:
+        print(threads)
+    from torch.distributed import run as torchrun  # after rank_threads: it must run before torch loads
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    try:
+        torchrun.run(torchrun.parse_args(["--standalone", f"--nproc_per_node={nproc}", "-m", "netdef", *argv]))
+    except ChildFailedError as failed:
+        ranks = sorted(failed.failures.items())
+        for rank, failure in ranks:
+            how = f"was killed by {failure.signal_name()}" if failure.exitcode < 0 else f"exited with status {failure.exitcode}"
+            print(f"netdef: rank {rank} {how}", file=sys.stderr)
+        status = ranks[0][1].exitcode
+        return status if status > 0 else 1
+    return 0
+
+
+def rank_threads(nproc: int) -> str | None:
+    """Each rank's share of this machine's free cores, set for the ranks to inherit (torchrun would give
+    each rank 1 thread); the line the log shows, or None where the environment decided."""
+    from .threads import choose_threads
+    environ = {**os.environ, "LOCAL_WORLD_SIZE": str(nproc)}
+    line = choose_threads(environ)
+    for key in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY"):
+        if key in environ:
+            os.environ[key] = environ[key]
+    return line

@@ -39,7 +39,7 @@ def choose_threads(environ=None) -> str | None:
     notes = []
     if "OMP_NUM_THREADS" not in environ:
         environ["OMP_NUM_THREADS"] = str(threads)
-        notes.append(f"{threads} CPU thread{'s' if threads > 1 else ''} ({share} cores for this process, "
+        notes.append(f"{threads} CPU thread{'s' if threads > 1 else ''} ({share} core{'s' if share > 1 else ''} for this process, "
                      f"{free:.1f} free by the load average; set OMP_NUM_THREADS to choose)")
     if busy and "OMP_WAIT_POLICY" not in environ:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
