@@ -28,12 +28,15 @@ def write_prototxt(tmp_path):
     return write
 
 
-def test_lists_nested_deeply_are_a_positioned_error(write_prototxt, netdef_subprocess):
-    """`[[[...]]]` 5,000 deep once overflowed the parser's recursion (a traceback)."""
-    net = write_prototxt('name: "n"\ninput_dim: ' + "[" * 5000 + "1" + "]" * 5000 + "\n")
+@pytest.mark.parametrize("nested, what", [("input_dim: " + "[" * 5000 + "1" + "]" * 5000, "lists"),
+                                          ("n { " * 5000 + "}" * 5000, "messages")])
+def test_deep_nesting_is_a_positioned_error(write_prototxt, netdef_subprocess, nested, what):
+    """`[[[...]]]` 5,000 deep once overflowed the parser's recursion (a traceback); messages 5,000 deep in a
+    large file are refused without scanning the rest of it."""
+    net = write_prototxt('name: "n"\n' + nested + "\n" + "# more\n" * 100_000)
     run = netdef_subprocess("check", net)
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert f"{net}:2:" in run.stderr and "lists nested more than 64 deep" in run.stderr
+    assert f"{net}:2:" in run.stderr and f"{what} nested more than 64 deep" in run.stderr
 
 
 def test_a_field_written_100000_times_is_read_in_linear_time(write_prototxt, netdef_cli):
@@ -95,13 +98,13 @@ def test_an_encoded_datum_claiming_too_many_pixels_is_named(tmp_path, write_prot
     assert "decompression bomb" in err
 
 
-def test_a_datum_label_outside_the_classes_is_named(tmp_path, write_prototxt, netdef_cli, monkeypatch):
-    """A record's label past the classes the loss scores once escaped cross-entropy as an IndexError."""
+def datum_solver(tmp_path, write_prototxt, labels) -> "Path":
+    """A solver training a two-class InnerProduct on an LMDB of 1 x 2 x 2 Datums with these labels."""
     import lmdb
     import numpy as np
     source = tmp_path / "labels_lmdb"
     with lmdb.open(str(source), map_size=1 << 20) as env, env.begin(write=True) as transaction:
-        for index, label in enumerate([0, 2147483647]):
+        for index, label in enumerate(labels):
             transaction.put(f"{index:08d}".encode(), datum_bytes(np.zeros((1, 2, 2), np.uint8), label))
     write_prototxt(f"""
 layer {{ name: "data" type: "Data" top: "data" top: "label"
@@ -109,13 +112,31 @@ layer {{ name: "data" type: "Data" top: "data" top: "label"
 layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip" inner_product_param {{ num_output: 2 }} }}
 layer {{ name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }}
 """)
-    solver = write_prototxt('net: "net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 1\n'
-                            'snapshot_prefix: "net"\n', name="solver.prototxt")
+    return write_prototxt('net: "net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmax_iter: 1\n'
+                          'snapshot_prefix: "net"\n', name="solver.prototxt")
+
+
+def test_a_datum_label_outside_the_classes_is_named(tmp_path, write_prototxt, netdef_cli, monkeypatch):
+    """A record's label past the classes the loss scores once escaped cross-entropy as an IndexError."""
+    solver = datum_solver(tmp_path, write_prototxt, [0, 2147483647])
     monkeypatch.chdir(tmp_path)
     status, _, err = netdef_cli("train", solver)
     assert status == 2 and "Traceback" not in err
     assert "a label is outside the 2 classes a SoftmaxWithLoss scores (expected labels 0 to 1, found label " \
            "2147483647)" in err
+
+
+def test_a_solverstate_of_a_negative_iteration_is_refused(tmp_path, write_prototxt, netdef_cli, monkeypatch):
+    """Resumed, a state at iteration -2**31 (a flipped sign) once trained for billions of iterations."""
+    from netdef.caffe import proto
+    solver = datum_solver(tmp_path, write_prototxt, [0, 1])
+    state = tmp_path / "net_iter_5.solverstate"
+    state.write_bytes(proto.message("SolverState")(iter=-2 ** 31, learned_net="net_iter_5.caffemodel")
+                      .SerializeToString())
+    monkeypatch.chdir(tmp_path)
+    status, _, err = netdef_cli("train", solver, "--snapshot", state)
+    assert status == 2 and "Traceback" not in err
+    assert f"{state} is damaged: its iteration is -2147483648 (expected 0 or more)" in err
 
 
 @pytest.mark.parametrize("dims, values, found", [
@@ -137,3 +158,4 @@ def test_a_caffemodel_blob_of_an_impossible_shape_is_named(tmp_path, write_proto
     status, _, err = netdef_cli("test", "--model", net, "--weights", caffemodel, "--iterations", 1)
     assert status == 2 and "Traceback" not in err
     assert f"{caffemodel} is damaged: blob 0 of layer 'ip' " in err and found in err
+

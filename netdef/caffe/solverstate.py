@@ -25,10 +25,15 @@ def read_state(path: Path) -> tuple:
     """(iteration, learned_net as written, history blobs in Caffe's order) of a .solverstate, or of a
     .solverstate.h5 (datasets iter and learned_net, a group history of datasets "0", "1", ...)."""
     if path.name.endswith(HDF5_SUFFIX):
-        return _read_hdf5_state(path)
-    message = read_message(path, "SolverState", "a binary SolverState written by Caffe (.solverstate)")
-    history = [blob_tensor(blob, path, f"history blob {k}") for k, blob in enumerate(message.history)]
-    return int(message.iter), message.learned_net, history
+        iteration, learned_net, history = _read_hdf5_state(path)
+    else:
+        message = read_message(path, "SolverState", "a binary SolverState written by Caffe (.solverstate)")
+        history = [blob_tensor(blob, path, f"history blob {k}") for k, blob in enumerate(message.history)]
+        iteration, learned_net = int(message.iter), message.learned_net
+    if iteration < 0:  # resumed, it would train for billions of iterations up to max_iter
+        raise NetdefError(Problem(f"{path} is damaged: its iteration is {iteration}", expected="0 or more",
+                                  hint="the file may be damaged; copy it again"))
+    return iteration, learned_net, history
 
 
 def _read_hdf5_state(path: Path) -> tuple:
