@@ -7,6 +7,7 @@ import time
 import pytest
 
 from netdef.data.datum import datum_bytes
+from malformed_files import png_claiming
 
 # Two ReLU-TanH units on an Input: structure `netdef import` re-rolls into a block.
 UNITS = """
@@ -69,18 +70,6 @@ def test_import_leaves_a_net_with_odd_wiring_flat(write_prototxt, netdef_cli, tm
     assert "use:" not in out.read_text()
     status, _, err = netdef_cli("check", net)
     assert status == 2 and f"{net}:6:" in err and "Traceback" not in err
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A gray PNG whose header claims `width` x `height` pixels (its image data holds far fewer)."""
-    import struct
-    import zlib
-
-    def chunk(kind, body):
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + \
-        chunk(b"IEND", b"")
 
 
 def test_an_encoded_datum_claiming_too_many_pixels_is_named(tmp_path, write_prototxt, netdef_cli):

@@ -14,6 +14,7 @@ from PIL import Image
 from netdef.api import load_graph, summarize
 from netdef.data.augment import average_crops, make_transform, ten_crops
 from netdef.errors import NetdefError
+from malformed_files import png_claiming
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("cat", "dog", "emu")
@@ -190,17 +191,19 @@ def test_unreadable_images_stop_or_are_skipped_with_a_count(tmp_path, capsys):
     make_images(tmp_path)
     (tmp_path / "images/dog/1.png").write_bytes(b"not an image")
     (tmp_path / "images/emu/2.png").write_bytes(b"")
+    (tmp_path / "images/emu/3.png").write_bytes(png_claiming(30000, 30000))  # Pillow's own bomb error class
     strict = image_net(tmp_path, "{source: list.txt, batch_size: 2, num_workers: 0}")
     with pytest.raises(NetdefError) as info:
         reader(strict)
     text = str(info.value)
     assert f"{tmp_path / 'list.txt'}:6:1: layer 'data' (ImageData): cannot decode the image" in text
     assert f"{tmp_path / 'list.txt'}:11:1:" in text
-    lenient = image_net(tmp_path, "{source: list.txt, batch_size: 10, num_workers: 0, skip_bad: true}",
+    assert f"{tmp_path / 'list.txt'}:12:1:" in text and "decompression bomb" in text
+    lenient = image_net(tmp_path, "{source: list.txt, batch_size: 9, num_workers: 0, skip_bad: true}",
                         name="lenient.yaml")
     images, labels = reader(lenient, "TEST").next()
-    assert "skipped 2 of 12 images" in capsys.readouterr().out
-    assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert "skipped 3 of 12 images" in capsys.readouterr().out
+    assert labels.tolist() == [0, 0, 0, 0, 1, 1, 1, 2, 2]
 
 
 

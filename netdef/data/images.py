@@ -130,17 +130,26 @@ class Geometry:
         return height, width
 
 
+def open_image(path: Path):
+    """Pillow's image of a file; a header claiming more pixels than Pillow will decode (a decompression
+    bomb, which Pillow raises as its own error class) is a ValueError, as other unreadable files are."""
+    from PIL import Image
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise ValueError(str(exc)) from None
+
+
 def image_size(path: Path) -> tuple:
     """(width, height) from the file header, without decoding the pixels."""
-    from PIL import Image
-    with Image.open(path) as image:
+    with open_image(path) as image:
         return image.size
 
 
 def decode(path: Path, geometry: Geometry) -> np.ndarray:
     """One image file as a uint8 C x H x W array. Raises OSError (or ValueError) for unreadable files."""
     from PIL import Image
-    with Image.open(path) as image:
+    with open_image(path) as image:
         image = image.convert("RGB" if geometry.is_color else "L")
         width, height = image.size
         if geometry.new_height and geometry.new_width:
