@@ -24,6 +24,11 @@ def human(n: float) -> str:
     return f"{n:g}"
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 block`, `9 blocks`: a count with its noun, singular for one."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def memory(n: int) -> str:
     """Bytes in binary units: 1572864 -> '1.5 MiB'."""
     for unit, scale in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):

@@ -3,7 +3,9 @@ own lines), V1 nets upgraded, fork fields mapped, Caffe's solver fields and tole
 with repeated structure re-rolled into blocks, over every prototxt in ../shared/caffe."""
 from __future__ import annotations
 
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -127,7 +129,7 @@ def test_model_zoo_parameter_counts_of_the_import(tmp_path, netdef_cli, prototxt
 def test_googlenet_inception_modules_become_one_block(tmp_path, netdef_cli):
     out = tmp_path / "googlenet.yaml"
     status, _, err = netdef_cli("import", CAFFE / "models/bvlc_googlenet/deploy.prototxt", "-o", out)
-    assert status == 0 and "143 layers as 1 block(s) used 9 time(s)" in err
+    assert status == 0 and "143 layers as 1 block used 9 times" in err
     net = yaml.safe_load(out.read_text())
     (name, block), = net["blocks"].items()
     assert name == "inception" and len(block["layers"]) == 14
@@ -438,14 +440,40 @@ def test_every_example_solver_trains_after_import(caffe_root, tmp_path, netdef_c
         return
     assert status == 0, err
     settings = yaml.safe_load(written.read_text())
+    prefix = re.search(r'snapshot_prefix: "([^"]+)"', solver.read_text()).group(1)
+    assert (written.parent / settings["snapshot_prefix"]).resolve() == (caffe_root / prefix).resolve()
     tests = len(as_list(settings.get("test_iter")))
-    settings.update(max_iter=2, display=1, snapshot=0, test_interval=2, test_iter=[1] * tests)
+    settings.update(max_iter=2, display=1, snapshot=0, test_interval=2, test_iter=[1] * tests,
+                    snapshot_prefix=str(tmp_path / "snapshot"))  # not the root's: the cifar10_full solvers share one
     written.write_text(yaml.safe_dump(settings))
     status, out, err = netdef_cli("train", written, "--device", "cpu")
     assert status == 0, err
     assert "Iteration 1 " in out and "Optimization Done." in out
     if tests:
         assert "Test net output #0:" in out
+
+
+SHORTENED = {r"max_iter: \d+": "max_iter: 2", r"test_iter: \d+": "test_iter: 1", r"test_interval: \d+": "test_interval: 2",
+             r"snapshot: \d+": "snapshot: 2", r"display: \d+": "display: 1"}
+
+
+@needs_shared("caffe", "fixtures")
+@pytest.mark.parametrize("example, prefix", [("examples/mnist/lenet_solver.prototxt", "examples/mnist/lenet"),
+                                             ("examples/cifar10/cifar10_quick_solver.prototxt", "examples/cifar10/cifar10_quick")])
+def test_caffe_example_solvers_train_unimported_with_caffe_root_paths(caffe_root, tmp_path, netdef_cli, monkeypatch,
+                                                                     example, prefix):
+    """Caffe's solvers and nets read as they are, without `netdef import`: their paths (the net, the data, the
+    mean file, the snapshot prefix) are the Caffe root's, found above the file wherever netdef runs, and the
+    snapshots go where Caffe's would."""
+    monkeypatch.chdir(tmp_path)
+    text = (caffe_root / example).read_text()
+    for pattern, value in SHORTENED.items():
+        text = re.sub(pattern, value, text)
+    shortened = (caffe_root / example).with_name("short_" + Path(example).name)
+    shortened.write_text(text)
+    status, out, err = netdef_cli("train", shortened, "--device", "cpu")
+    assert status == 0, err
+    assert (caffe_root / f"{prefix}_iter_2.pt").is_file() and "Test net output #0:" in out
 
 
 @needs_shared("caffe", "fixtures")

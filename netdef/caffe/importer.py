@@ -19,6 +19,9 @@ import yaml
 from .. import __version__
 from ..errors import NetdefError, Problem
 from ..fields import as_list
+from ..front.expand import layers_with_paths_moved
+from ..paths import caffe_path_mover, caffe_prefix_mover, exists
+from ..text import counted
 from .prototxt import Message, convert_net, convert_solver, is_solver, plain, read_prototxt_file
 from .reroll import reroll
 
@@ -63,40 +66,6 @@ def _comments_by_layer(message: Message, layers: list) -> tuple:
     return header, per_layer, trailer
 
 
-def _moved_paths(layer: dict, source_dir: Path, target_dir: Path) -> dict:
-    """A layer whose relative paths (in its *_param blocks) that exist from the prototxt's folder, or from a
-    folder above it (the Caffe root), are relative to the YAML's folder instead."""
-
-    def moved(value):
-        if isinstance(value, dict):
-            return {key: moved(item) for key, item in value.items()}
-        if isinstance(value, list):
-            return [moved(item) for item in value]
-        found = _caffe_path(value, source_dir) if isinstance(value, str) and value else None
-        if found is not None:
-            target = target_dir.resolve()
-            near = os.path.commonpath([found, target]) != found.anchor  # else an absolute path reads better
-            return os.path.relpath(found, target) if near else str(found)
-        return value
-    return {key: moved(value) if key.endswith("_param") else value for key, value in layer.items()}
-
-
-def _caffe_path(value: str, source_dir: Path) -> Path | None:
-    """Where a relative path of a Caffe file is: beside the file, or (Caffe's paths are relative to the Caffe
-    root, where `caffe` runs) below the nearest folder above it that has it; None if nowhere."""
-    if Path(value).is_absolute():
-        return None
-    folder = source_dir.resolve()
-    return next((place / value for place in (folder, *folder.parents) if _exists(place / value)), None)
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):
-        return False
-
-
 def _expanded_layers(text: str, file: Path) -> list:
     from ..front.expand import expand
     from ..front.load import load_yaml_text
@@ -120,7 +89,8 @@ def _render_net(name, extra: dict, blocks: dict, entries: list, comments: dict, 
 def import_net(message: Message, origin: str, out: Path, source_dir: Path) -> Imported:
     """A parsed prototxt net as netdef YAML text, re-rolled where that expands to the same layers."""
     converted = convert_net(message, compact=True)
-    layers = [_moved_paths(plain(layer), source_dir, out.parent) for layer in converted["layers"]]
+    layers = layers_with_paths_moved([plain(layer) for layer in converted["layers"]],
+                                     caffe_path_mover(source_dir, out.parent))
     header, per_layer, trailer = _comments_by_layer(message, converted["layers"])
     extra = {key: plain(value) for key, value in converted.items() if key not in ("name", "layers")}
     name = converted.get("name")
@@ -146,8 +116,8 @@ def import_net(message: Message, origin: str, out: Path, source_dir: Path) -> Im
         return Imported(out, flat, [f"{out}: repeated structure not re-rolled (its blocks did not expand to the "
                                     "same layers); written flat"])
     uses = sum(1 for entry in entries if "use" in entry)
-    return Imported(out, rolled, [f"{out}: {len(layers)} layers as {len(blocks)} block(s) used {uses} time(s) "
-                                  f"and {len(entries) - uses} plain layer(s)"])
+    return Imported(out, rolled, [f"{out}: {counted(len(layers), 'layer')} as {counted(len(blocks), 'block')} used "
+                                  f"{counted(uses, 'time')} and {counted(len(entries) - uses, 'plain layer')}"])
 
 
 def _solver_nets(message: Message, path: Path, out: Path) -> tuple:
@@ -162,7 +132,7 @@ def _solver_nets(message: Message, path: Path, out: Path) -> tuple:
         targets = []
         for ref in refs:
             resolved = config.resolve(ref)
-            if not _exists(resolved):
+            if not exists(resolved):
                 raise NetdefError(Problem(f"net file not found: {ref}", config.pos(net_field),
                                           expected=f"a file at {resolved}"))
             if resolved.suffix.lower() in (".prototxt", ".pbtxt"):
@@ -193,6 +163,8 @@ def import_solver(message: Message, path: Path, out: Path) -> list:
     converted = plain(convert_solver(message, compact=True))
     for inline in INLINE_NET_FIELDS:
         converted.pop(inline, None)
+    if "snapshot_prefix" in converted:  # Caffe's is relative to its root: snapshots go where Caffe puts them
+        converted["snapshot_prefix"] = caffe_prefix_mover(path.parent, out.parent)(converted["snapshot_prefix"])
     lines = [f"# Imported from {path.name} by netdef import (netdef {__version__}).\n"]
     comments = sorted(getattr(message, "comments", []))
     for key in net_fields:

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
+
 from ..errors import NetdefError, Pos, Problem
 from ..fields import as_list
 from ..front.limits import MAX_NESTING
@@ -351,7 +353,24 @@ def read_prototxt(text: str, file: str = "<string>") -> tuple:
     document = convert(parse_prototxt(text, file))
     source = Source(file)
     _record(source, document, (), Pos(file, 1, 1))
-    return plain(document), source
+    data = plain(document)
+    return (caffe_rooted_paths(data, Path(file).parent) if file != "<string>" else data), source
+
+
+def caffe_rooted_paths(document: dict, folder: Path) -> dict:
+    """A converted document of a file in `folder` whose relative paths that Caffe would find from its root
+    (a folder above) are written relative to `folder`, as netdef reads them: the data paths of a net (and of
+    a solver's inline nets), a solver's snapshot prefix. Positions stay those of the values as written."""
+    from ..front.expand import layers_with_paths_moved
+    from ..paths import caffe_path_mover, caffe_prefix_mover
+    move = caffe_path_mover(folder, folder)
+    nets = [document] if not is_solver(document) else [net for key in INLINE_NETS for net in as_list(document.get(key))]
+    for net in nets:
+        if isinstance(net, dict) and isinstance(net.get("layers"), list):
+            net["layers"] = layers_with_paths_moved(net["layers"], move)
+    if is_solver(document) and isinstance(document.get("snapshot_prefix"), str):
+        document["snapshot_prefix"] = caffe_prefix_mover(folder, folder)(document["snapshot_prefix"])
+    return document
 
 
 def net_from_prototxt(text: str, file: str = "<string>", compact: bool = False) -> dict:

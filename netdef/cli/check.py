@@ -6,6 +6,7 @@ from ..api import Net, read_net
 from ..errors import NetdefError, Problem
 from ..fields import as_list
 from ..front.load import load_yaml
+from ..paths import exists
 from ..tools.resources import refuse_if_too_big
 from .common import add_max_memory_argument, max_memory
 
@@ -68,13 +69,6 @@ def check_net(path, net: Net, limit=None) -> str:
     return f"{path}: ok ({'; '.join(parts)})" + "".join(notes)
 
 
-def _exists(path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name too long for the file system, say
-        return False
-
-
 def check_solver(path, data, source, limit=None) -> str:
     """A loaded solver file, then each of its nets (a file named twice is checked once)."""
     from ..train.config import solver_from_yaml
@@ -86,7 +80,7 @@ def check_solver(path, data, source, limit=None) -> str:
         if os.path.normpath(target) in checked:
             continue
         checked.add(os.path.normpath(target))
-        if not _exists(target) and "#" not in net:  # FILE#net_param: a solver's inline net
+        if not exists(target) and "#" not in net:  # FILE#net_param: a solver's inline net
             raise NetdefError(Problem(f"net file not found: {net}", solver.pos("net"), expected=f"a file at {target}"))
         net_phases(target, limit)
     return f"{path}: ok (solver {solver.type}, lr_policy {solver.lr_policy}, {solver.max_iter} iterations, net {nets[0]})"

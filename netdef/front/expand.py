@@ -620,20 +620,23 @@ def dump_net(expanded: ExpandedNet) -> str:
 
 
 def rebased_layers(layers: list, old_dir: Path, new_dir: Path) -> list:
-    """The layers with each relative path field (what its layer class marks as a file) rewritten from
-    `old_dir` to `new_dir`, so that a copy of the net in `new_dir` names the same files."""
-    import os
+    """The layers with each relative path field rewritten from `old_dir` to `new_dir`, so that a copy of
+    the net in `new_dir` names the same files."""
+    from ..paths import moved_path
+    return layers_with_paths_moved(layers, lambda value: moved_path(value, old_dir, new_dir))
+
+
+def layers_with_paths_moved(layers: list, move) -> list:
+    """The layers with the value of each path field (what its layer class marks as a file) passed through
+    `move`; the other fields as they are."""
     from ..fields import rebase_paths
     from ..layers import LAYERS
-
-    def move(value):
-        if not isinstance(value, str) or not value or os.path.isabs(value):
-            return value
-        moved = Path(os.path.relpath(Path(old_dir) / value, new_dir)).as_posix()
-        return moved + "/" if value.endswith("/") else moved  # Caffe's root_folder is a prefix
     result = []
     for layer in layers:
-        blocks = getattr(LAYERS.get(layer.get("type")), "blocks", {})
+        if not isinstance(layer, dict):
+            result.append(layer)  # not a layer: left for validation to report
+            continue
+        blocks = getattr(LAYERS.get(layer.get("type")) if isinstance(layer.get("type"), str) else None, "blocks", {})
         result.append({key: rebase_paths(blocks[key], value, move) if key in blocks and isinstance(value, dict) else value
                        for key, value in layer.items()})
     return result

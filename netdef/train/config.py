@@ -20,6 +20,7 @@ from types import MappingProxyType
 from ..errors import NetdefError, Problem
 from ..fields import Block, Bool, Enum, Float, Int, Str, apply_defaults, as_list
 from ..front.load import Origin, Source, load_yaml
+from ..paths import caffe_rooted, exists
 from .lr_policy import LR_POLICIES, policy_problems
 from .updates import UPDATE_RULES, rule_problems
 
@@ -108,13 +109,6 @@ def _frozen(value):
     return tuple(_frozen(item) for item in value) if isinstance(value, list) else value
 
 
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except OSError:  # a name too long for the file system, say
-        return False
-
-
 def _thawed(value):
     """A frozen value as plain lists and dicts again."""
     if isinstance(value, MappingProxyType):
@@ -140,11 +134,8 @@ class _SolverConfigMethods:
         """A path written in the solver file, relative to that file; where nothing is there, relative to the
         nearest folder above it where it exists (a Caffe file's paths are relative to the Caffe root, where
         `caffe` runs: net: "examples/mnist/lenet_train_test.prototxt")."""
-        if Path(relative).is_absolute():
-            return Path(relative)
         beside = self.path.parent / relative
-        above = (folder / relative for folder in self.path.resolve().parent.parents)
-        return beside if _exists(beside) else next((path for path in above if _exists(path)), beside)
+        return beside if Path(relative).is_absolute() or exists(beside) else caffe_rooted(relative, self.path.parent) or beside
 
     def pos(self, *path):
         """The file position of a field (e.g. `pos("test_iter", 1)`), None for a config made in Python."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..text import counted
+
 
 def free_cores(cores: int) -> float:
     """The cores the rest of the machine leaves: `cores` minus the 1-minute load average (which, before
@@ -39,7 +41,7 @@ def choose_threads(environ=None) -> str | None:
     notes = []
     if "OMP_NUM_THREADS" not in environ:
         environ["OMP_NUM_THREADS"] = str(threads)
-        notes.append(f"{threads} CPU thread{'s' if threads > 1 else ''} ({share} core{'s' if share > 1 else ''} for this process, "
+        notes.append(f"{counted(threads, 'CPU thread')} ({counted(share, 'core')} for this process, "
                      f"{free:.1f} free by the load average; set OMP_NUM_THREADS to choose)")
     if busy and "OMP_WAIT_POLICY" not in environ:
         environ["OMP_WAIT_POLICY"] = "PASSIVE"
