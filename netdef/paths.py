@@ -54,13 +54,14 @@ def caffe_path_mover(source_dir, target_dir):
 
 def caffe_prefix_mover(source_dir, target_dir):
     """`move(prefix)` for a snapshot prefix (a folder and a file-name start) written in a Caffe solver of
-    `source_dir`: its folder found as Caffe would find it, as a file in `target_dir` must write it (a folder
-    found nowhere stays as written)."""
+    `source_dir`: its folder found as Caffe would find it, as a file in `target_dir` must write it. A folder
+    found nowhere, and a bare file-name start (`lenet`: the folder Caffe runs in, whichever that is), stay as
+    written."""
     move_folder = caffe_path_mover(source_dir, target_dir)
 
     def move(prefix):
         if not isinstance(prefix, str) or not prefix or os.path.isabs(prefix):
             return prefix
         folder, stem = os.path.split(prefix)
-        return Path(move_folder(folder or "."), stem).as_posix()
+        return Path(move_folder(folder), stem).as_posix() if folder else prefix
     return move
