@@ -634,8 +634,7 @@ def run_case(case: Case, scratch: Path, timeout: float = 2.0, memory: int = 1 <<
     if pid == 0:  # the child
         os.close(read)
         try:
-            usage = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            limit = memory + max(usage, 1 << 28) * 2
+            limit = memory + address_space_now()
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             if "torch" in sys.modules:  # one thread: OpenMP's thread team does not survive a fork; 2 cores shared
                 sys.modules["torch"].set_num_threads(1)
@@ -651,6 +650,17 @@ def run_case(case: Case, scratch: Path, timeout: float = 2.0, memory: int = 1 <<
     finally:
         target.write_bytes(original)
         _empty(scratch / "work")
+
+
+def address_space_now() -> int:
+    """This process's virtual size, what RLIMIT_AS limits: a limit above it is `memory` more than now. (The
+    resident size is far less in a process that loaded torch, whose mappings and thread stacks count; a late
+    pytest process has grown to gigabytes of them.)"""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmSize:\s+(\d+) kB", status, re.M).group(1)) * 1024
+    except (OSError, AttributeError):
+        return 2 * max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 1 << 28)
 
 
 def _empty(folder: Path) -> None:
