@@ -84,9 +84,13 @@ def test_nproc_with_bad_input_is_one_clean_error_before_any_rank_starts(tmp_path
 
 def test_nproc_rank_failure_is_the_ranks_status_and_a_line_per_rank_not_torchruns_traceback(tmp_path):
     good = solver(tmp_path, "good", lenet(tmp_path, 32, 50))
-    result = run_train(tmp_path, good, "--snapshot", "no_such_snapshot.pt", nproc=2)
+    missing = run_train(tmp_path, good, "--snapshot", "no_such_snapshot.pt", nproc=2)
+    assert missing.returncode == 2 and missing.stderr.count("no such snapshot file: no_such_snapshot.pt") == 1
+    assert "netdef: rank" not in missing.stderr  # refused before any rank started
+    (tmp_path / "not_a_snapshot.pt").write_bytes(b"not a torch.save archive")
+    result = run_train(tmp_path, good, "--snapshot", "not_a_snapshot.pt", nproc=2)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
-    assert "no_such_snapshot.pt" in result.stderr
+    assert "not_a_snapshot.pt is not a file written by torch.save" in result.stderr
     assert "netdef: rank 0 exited with status 2" in result.stderr and "netdef: rank 1 exited with status 2" in result.stderr
 
 

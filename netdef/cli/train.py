@@ -78,6 +78,9 @@ def _launch(args) -> int:
                                   hint="leave --nproc and --gpus out of the command that torchrun runs"))
     from .check import check_file
     check_file(args.solver)  # bad input: one message here, not one per rank after torchrun has started them
+    for kind, given in (("snapshot", args.snapshot), ("weights", args.weights)):
+        if given and not Path(given).is_file():
+            raise NetdefError(Problem(f"no such {kind} file: {given}"))
     gpus = args.gpus.replace(" ", "") if args.gpus else None
     nproc = len(gpus.split(",")) if gpus else args.nproc
     return launch(nproc, gpus, _launcher_argv(sys.argv[1:], gpus))
