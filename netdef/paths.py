@@ -46,9 +46,9 @@ def caffe_path_mover(source_dir, target_dir):
         found = caffe_rooted(value, source_dir)
         if found is None:
             return value
-        if os.path.commonpath([found, target_dir]) == found.anchor:  # nothing shared but the root: absolute reads better
-            return str(found) + ("/" if value.endswith("/") else "")
-        return moved_path(os.path.relpath(found, source_dir), source_dir, target_dir)
+        near = os.path.commonpath([found, target_dir]) != found.anchor  # else an absolute path reads better
+        written = Path(os.path.relpath(found, target_dir)).as_posix() if near else str(found)
+        return written + "/" if value.endswith("/") else written
     return move
 
 
@@ -60,8 +60,14 @@ def caffe_prefix_mover(source_dir, target_dir):
     move_folder = caffe_path_mover(source_dir, target_dir)
 
     def move(prefix):
-        if not isinstance(prefix, str) or not prefix or os.path.isabs(prefix):
-            return prefix
-        folder, stem = os.path.split(prefix)
+        folder, stem = os.path.split(prefix) if isinstance(prefix, str) else ("", prefix)
         return Path(move_folder(folder), stem).as_posix() if folder else prefix
     return move
+
+
+def require_file(path, what: str) -> Path:
+    """`path` as a Path, where it is a file; else the problem `no such <what> file: <path>`."""
+    from .errors import NetdefError, Problem
+    if not Path(path).is_file():
+        raise NetdefError(Problem(f"no such {what} file: {path}"))
+    return Path(path)

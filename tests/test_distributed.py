@@ -80,6 +80,8 @@ def test_nproc_with_bad_input_is_one_clean_error_before_any_rank_starts(tmp_path
     result = run_train(tmp_path, solver(tmp_path, "bad", net.name), nproc=2)
     assert result.returncode == 2 and "Traceback" not in result.stderr and "ChildFailedError" not in result.stderr
     assert result.stderr.count("did you mean 'num_output'?") == 1, result.stderr
+    # --net replaces the solver's net: the broken one is not the one trained, so it is not refused
+    train(tmp_path, solver(tmp_path, "bad", net.name, max_iter=2), "--net", lenet(tmp_path, 16, 50), nproc=2)
 
 
 def test_nproc_rank_failure_is_the_ranks_status_and_a_line_per_rank_not_torchruns_traceback(tmp_path):

@@ -656,11 +656,9 @@ def address_space_now() -> int:
     """This process's virtual size, what RLIMIT_AS limits: a limit above it is `memory` more than now. (The
     resident size is far less in a process that loaded torch, whose mappings and thread stacks count; a late
     pytest process has grown to gigabytes of them.)"""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"^VmSize:\s+(\d+) kB", status, re.M).group(1)) * 1024
-    except (OSError, AttributeError):
-        return 2 * max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 1 << 28)
+    from netdef.tools.resources import process_memory
+    size = process_memory("VmSize")
+    return size if size is not None else 2 * max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, 1 << 28)
 
 
 def _empty(folder: Path) -> None:

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from ..errors import NetdefError, Problem
+from ..paths import require_file
 from . import proto
 
 SUFFIX = ".caffemodel"
@@ -110,9 +111,7 @@ def blob_tensor(blob, path, where: str):
 def read_caffemodel(path) -> CaffeBlobs:
     """The blobs of every layer of a .caffemodel that has blobs, by layer name (a later layer of the same
     name replaces an earlier one, as in Caffe's copy)."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetdefError(Problem(f"no such weights file: {path}"))
+    path = require_file(path, "weights")
     if path.name.endswith(HDF5_SUFFIX):
         return CaffeBlobs(read_hdf5_blobs(path, "data"))
     net = read_message(path, "NetParameter", "a binary NetParameter written by Caffe (.caffemodel)")

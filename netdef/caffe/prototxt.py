@@ -363,12 +363,12 @@ def caffe_rooted_paths(document: dict, folder: Path) -> dict:
     a solver's inline nets), a solver's snapshot prefix. Positions stay those of the values as written."""
     from ..front.expand import layers_with_paths_moved
     from ..paths import caffe_path_mover, caffe_prefix_mover
-    move = caffe_path_mover(folder, folder)
-    nets = [document] if not is_solver(document) else [net for key in INLINE_NETS for net in as_list(document.get(key))]
+    solver = is_solver(document)
+    nets = [net for key in INLINE_NETS for net in as_list(document.get(key))] if solver else [document]
     for net in nets:
         if isinstance(net, dict) and isinstance(net.get("layers"), list):
-            net["layers"] = layers_with_paths_moved(net["layers"], move)
-    if is_solver(document) and isinstance(document.get("snapshot_prefix"), str):
+            net["layers"] = layers_with_paths_moved(net["layers"], caffe_path_mover(folder, folder))
+    if solver and "snapshot_prefix" in document:
         document["snapshot_prefix"] = caffe_prefix_mover(folder, folder)(document["snapshot_prefix"])
     return document
 

@@ -76,14 +76,26 @@ def _launch(args) -> int:
     if world_from_env().distributed:
         raise NetdefError(Problem("--nproc and --gpus start torchrun; this process already runs under it",
                                   hint="leave --nproc and --gpus out of the command that torchrun runs"))
-    from .check import check_file
-    check_file(args.solver)  # bad input: one message here, not one per rank after torchrun has started them
-    for kind, given in (("snapshot", args.snapshot), ("weights", args.weights)):
-        if given and not Path(given).is_file():
-            raise NetdefError(Problem(f"no such {kind} file: {given}"))
+    _check_before_launch(args)
     gpus = args.gpus.replace(" ", "") if args.gpus else None
     nproc = len(gpus.split(",")) if gpus else args.nproc
     return launch(nproc, gpus, _launcher_argv(sys.argv[1:], gpus))
+
+
+def _check_before_launch(args) -> None:
+    """Bad input as one message here, not one per rank after torchrun has started them: the solver and the
+    nets it trains (--net's instead of its own), and the files --snapshot and --weights name."""
+    from ..paths import require_file
+    from ..train.config import load_solver
+    from .check import check_file
+    if args.net:
+        load_solver(args.solver)
+        check_file(args.net)
+    else:
+        check_file(args.solver)
+    for what, given in (("snapshot", args.snapshot), ("weights", args.weights)):
+        if given:
+            require_file(given, what)
 
 
 def _train(args) -> int:

@@ -35,6 +35,18 @@ def machine_memory() -> int | None:
         return None
 
 
+def process_memory(field: str) -> int | None:
+    """A memory figure of this process from Linux's /proc/self/status, in bytes: `VmHWM` (the peak resident
+    set, which starts afresh at exec, unlike ru_maxrss) or `VmSize` (the address space RLIMIT_AS limits);
+    None where the system does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            match = re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.M)
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
 def device_memory(device) -> int | None:
     """The memory of a torch device: the GPU's for CUDA, this machine's RAM for the CPU."""
     if getattr(device, "type", "cpu") == "cuda":

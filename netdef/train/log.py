@@ -7,11 +7,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import re
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 import torch
 
@@ -88,14 +86,14 @@ def epoch_line(feed, iter_size: int) -> str | None:
 
 
 def peak_resident_bytes() -> int:
-    """This process's peak resident set. Linux's VmHWM belongs to the process image, so it starts afresh at
-    exec; ru_maxrss survives exec and would report a large parent's peak (pytest's, a launcher's) as ours."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
-    except (OSError, AttributeError):
+    """This process's peak resident set: Linux's VmHWM, not ru_maxrss, which survives exec and would report a
+    large parent's peak (pytest's, a launcher's) as ours."""
+    from ..tools.resources import process_memory
+    peak = process_memory("VmHWM")
+    if peak is None:
         import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # in KiB, as on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # in KiB, as on Linux
+    return peak
 
 
 def peak_memory_line(device) -> str:

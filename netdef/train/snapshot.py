@@ -19,6 +19,7 @@ import torch
 
 from ..caffe.caffemodel import CaffeBlobs, is_caffemodel, read_caffemodel
 from ..errors import NetdefError, Problem
+from ..paths import require_file
 from ..text import table as table_lines
 
 FORMAT = "netdef-snapshot"
@@ -121,9 +122,7 @@ def _verify_checksums(path: Path) -> None:
 
 def _load(path) -> object:
     """torch.load with weights_only=True: tensors and plain containers only, never code from a file."""
-    path = Path(path)
-    if not path.is_file():
-        raise NetdefError(Problem(f"no such snapshot file: {path}"))
+    path = require_file(path, "snapshot")
     if not zipfile.is_zipfile(path):
         raise NetdefError(Problem(f"{path} is not a file written by torch.save", expected="a netdef snapshot (.pt)"))
     _verify_checksums(path)
