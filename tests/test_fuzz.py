@@ -7,9 +7,7 @@ its commands in a forked process limited to 5 seconds and 1 GB. `python tools/fu
 same engine at length.
 """
 import atexit
-import importlib.util
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,16 +17,14 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 
 from conftest import SHIPPED_FILES, needs_shared
+from malformed_files import fuzz_tool
 
 HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="netdef-hypothesis-")
 set_hypothesis_home_dir(HYPOTHESIS_HOME)  # its caches stay out of the checkout
 atexit.register(shutil.rmtree, HYPOTHESIS_HOME, ignore_errors=True)
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = importlib.util.spec_from_file_location("netdef_fuzz", ROOT / "tools" / "fuzz.py")
-fuzz = importlib.util.module_from_spec(SPEC)
-sys.modules["netdef_fuzz"] = fuzz
-SPEC.loader.exec_module(fuzz)
+fuzz = fuzz_tool()
 # The seeds: conftest's list of shipped files, not tools/fuzz.py's glob (a stray YAML file in nets/ is none).
 fuzz.SHIPPED = sorted(str(path.relative_to(ROOT)) for path in SHIPPED_FILES)
 
