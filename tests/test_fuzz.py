@@ -29,10 +29,13 @@ fuzz = fuzz_tool()
 fuzz.SHIPPED = sorted(str(path.relative_to(ROOT)) for path in SHIPPED_FILES)
 
 
+YAML_INPUTS = ("yaml",)  # the shipped files alone: these tests need nothing of ../shared
+
+
 @pytest.fixture(scope="module")
 def scratch():
     import netdef.data.images  # noqa: F401  (imported once before the forks, as tools/fuzz.py does)
-    folder = fuzz.scratch_copy()
+    folder = fuzz.scratch_copy(YAML_INPUTS)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -42,7 +45,7 @@ def scratch():
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(number=st.integers(min_value=0, max_value=2 ** 32))
 def test_mutated_shipped_files_get_a_clean_answer(scratch, number):
-    case = fuzz.make_case(number, seed=20261202, inputs=("yaml",))
+    case = fuzz.make_case(number, seed=20261202, inputs=YAML_INPUTS)
     outcome = fuzz.run_case(case, scratch, timeout=5.0, memory=1 << 30)
     assert outcome.kind in ("clean", "accepted"), f"{case.file}: {outcome.kind} {outcome.site}\n{outcome.detail}"
 
